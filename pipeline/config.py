@@ -1,0 +1,180 @@
+"""Typed params: `params.yaml` read once into frozen dataclasses, one per section.
+
+`params.yaml` is the only source of hyperparameter values. Each section is a frozen dataclass
+below; every field is documented once, here. Loading is strict: an unknown key, a missing key or
+a value of the wrong type raises `ParamsError` naming the key.
+
+Functions take their own section (`prepare_task(task, params.prepare, …)`), never the whole tree.
+
+To add a section: write a `Section` dataclass and add it as a field of `Params`.
+
+Reads of params fields can be recorded (`record_param_reads`), which is how a test checks that
+each stage's `params:` list in dvc.yaml covers everything its code reads.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from contextlib import contextmanager
+from dataclasses import dataclass, fields, is_dataclass
+from pathlib import Path
+from typing import Iterator
+
+import yaml
+
+PARAMS_FILE = Path("params.yaml")
+
+_reads: set[str] | None = None  # dotted keys read while recording, else None
+
+
+class ParamsError(ValueError):
+    """params.yaml is malformed: the message names the key and says what is expected."""
+
+
+class Section:
+    """Base of every params section: records reads of its fields while recording is on."""
+
+    _key: str = ""  # dotted path of this section in params.yaml, set by the loader
+
+    def __getattribute__(self, name: str):
+        value = object.__getattribute__(self, name)
+        if _reads is not None and not name.startswith("_") and name in object.__getattribute__(self, "__dataclass_fields__"):
+            if not isinstance(value, Section):  # record leaves; a section records its own fields
+                key = object.__getattribute__(self, "_key")
+                _reads.add(f"{key}.{name}" if key else name)
+        return value
+
+
+@contextmanager
+def record_param_reads() -> Iterator[set[str]]:
+    """Collect the dotted keys (e.g. `prepare.split_seed`) of every params field read inside."""
+    global _reads
+    previous, _reads = _reads, set()
+    try:
+        yield _reads
+    finally:
+        _reads = previous
+
+
+# -- sections --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Sources(Section):
+    """Where each task's demonstrations come from. One of:
+    `synthetic` (this project's demonstrator, the offline default),
+    `minari:<dataset id>` (a Minari dataset in the local store, `MINARI_DATASETS_PATH`),
+    `pkl:<path>` (the official MAQ pickle format, path relative to the repo root)."""
+
+    door: str
+    hammer: str
+    pen: str
+    relocate: str
+
+
+@dataclass(frozen=True)
+class DemosConfig(Section):
+    """The synthetic demonstrator (`demos` stage)."""
+
+    episodes: int  # successful demonstrations to keep per task
+    seed: int  # base seed; attempt i uses seed + i
+
+
+@dataclass(frozen=True)
+class PrepareConfig(Section):
+    """Loading, validating and splitting demonstrations (`prepare` stage)."""
+
+    test_fraction: float  # share of whole episodes held out as the human test reference
+    split_seed: int  # seed of the episode shuffle before the split
+    allow_download: bool  # may a missing Minari dataset be downloaded (needs network)
+
+
+@dataclass(frozen=True)
+class Params(Section):
+    tasks: tuple[str, ...]  # tasks the DAG runs (keys of pipeline.tasks.TASKS)
+    sources: Sources
+    demos: DemosConfig
+    prepare: PrepareConfig
+
+
+# -- loading ---------------------------------------------------------------------------------
+def _check_value(key: str, value, expected) -> object:
+    """Return `value` converted to the declared type, or raise ParamsError naming `key`."""
+    origin = typing.get_origin(expected)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(expected)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in (o for o in options if o is not type(None)):
+            try:
+                return _check_value(key, value, option)
+            except ParamsError as exc:
+                errors.append(str(exc))
+        raise ParamsError(errors[0])
+    if origin is tuple:
+        (item_type, _) = typing.get_args(expected)
+        if not isinstance(value, list):
+            raise ParamsError(f"params key '{key}' must be a list, got {value!r}")
+        return tuple(_check_value(f"{key}[{i}]", v, item_type) for i, v in enumerate(value))
+    if isinstance(expected, type) and issubclass(expected, Section):
+        return _build_section(key, value, expected)
+    if expected is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if expected is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if expected in (bool, str) and isinstance(value, expected):
+        return value
+    raise ParamsError(f"params key '{key}' must be {getattr(expected, '__name__', expected)}, got {value!r}")
+
+
+def _build_section(key: str, raw, cls):
+    if not isinstance(raw, dict):
+        raise ParamsError(f"params key '{key or '<top level>'}' must be a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in fields(cls)]
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        where = f"'{key}.{unknown[0]}'" if key else f"'{unknown[0]}'"
+        raise ParamsError(f"unknown params key {where}; known keys here: {', '.join(names)}")
+    missing = [n for n in names if n not in raw]
+    if missing:
+        where = f"{key}.{missing[0]}" if key else missing[0]
+        raise ParamsError(f"missing params key '{where}' (see params.yaml and pipeline/config.py)")
+    values = {n: _check_value(f"{key}.{n}" if key else n, raw[n], hints[n]) for n in names}
+    section = cls(**values)
+    if isinstance(section, Section):
+        object.__setattr__(section, "_key", key)
+    return section
+
+
+def parse_params(raw: dict) -> Params:
+    """Build `Params` from an already-parsed YAML mapping (strict, see module docstring)."""
+    params = _build_section("", raw, Params)
+    from pipeline.tasks import TASKS
+
+    for name in params.tasks:
+        if name not in TASKS:
+            raise ParamsError(f"params key 'tasks' names unknown task {name!r}; known: {', '.join(TASKS)}")
+    return params
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> Params:
+    """Read and validate `params.yaml` (from the current directory by default)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"no params file at {path.resolve()}; run from the repository root")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path} is not valid YAML: {exc}") from exc
+    return parse_params(raw or {})
+
+
+def section_to_dict(section) -> dict:
+    """A section as a plain dict (for config.json files and cards)."""
+    assert is_dataclass(section)
+    out = {}
+    for f in fields(section):
+        value = object.__getattribute__(section, f.name)
+        out[f.name] = section_to_dict(value) if is_dataclass(value) else (list(value) if isinstance(value, tuple) else value)
+    return out

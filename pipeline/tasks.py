@@ -1,0 +1,98 @@
+"""The task registry: the four Adroit hand tasks of D4RL, as simulated by gymnasium-robotics 1.4.2.
+
+One `Task` per task holds everything the pipeline needs to know about it: the env id, the
+observation and action sizes, the episode horizon, the success rule, the D4RL reference returns
+used to normalize scores, and the Minari id of the human demonstrations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    env_id: str
+    obs_dim: int  # S
+    action_dim: int  # A
+    horizon: int  # steps before the env truncates (gymnasium-robotics: 200 for all four)
+    success_rule: str  # what `info["success"]` means, in words
+    ref_min_score: float  # D4RL random-policy return
+    ref_max_score: float  # D4RL expert return
+    human_dataset_id: str  # Minari id of the teleoperated human demonstrations
+    success_hold_steps: int  # D4RL's own rule: success on more than this many steps
+
+    @property
+    def synthetic_dataset_id(self) -> str:
+        """Minari id of this project's synthetic stand-in for the human demonstrations."""
+        return f"synthetic/{self.name}/human-v0"
+
+    def normalized_score(self, episode_return: float | np.ndarray) -> float | np.ndarray:
+        """D4RL normalized score: 0 = random policy, 100 = expert."""
+        return 100.0 * (episode_return - self.ref_min_score) / (self.ref_max_score - self.ref_min_score)
+
+
+TASKS: dict[str, Task] = {
+    task.name: task
+    for task in [
+        Task(
+            name="door",
+            env_id="AdroitHandDoor-v1",
+            obs_dim=39,
+            action_dim=28,
+            horizon=200,
+            success_rule="door hinge angle >= 1.35 rad",
+            ref_min_score=-56.512833,
+            ref_max_score=2880.5693087298737,
+            human_dataset_id="D4RL/door/human-v2",
+            success_hold_steps=25,
+        ),
+        Task(
+            name="hammer",
+            env_id="AdroitHandHammer-v1",
+            obs_dim=46,
+            action_dim=26,
+            horizon=200,
+            success_rule="nail head within 1 cm of the goal",
+            ref_min_score=-274.856578,
+            ref_max_score=12794.134825156867,
+            human_dataset_id="D4RL/hammer/human-v2",
+            success_hold_steps=25,
+        ),
+        Task(
+            name="pen",
+            env_id="AdroitHandPen-v1",
+            obs_dim=45,
+            action_dim=24,
+            horizon=200,
+            success_rule="pen within 0.075 of the goal and orientation cosine > 0.95",
+            ref_min_score=96.262799,
+            ref_max_score=3076.8331017826877,
+            human_dataset_id="D4RL/pen/human-v2",
+            success_hold_steps=20,
+        ),
+        Task(
+            name="relocate",
+            env_id="AdroitHandRelocate-v1",
+            obs_dim=39,
+            action_dim=30,
+            horizon=200,
+            success_rule="ball within 0.1 of the target",
+            ref_min_score=-6.425911,
+            ref_max_score=4233.877797728884,
+            human_dataset_id="D4RL/relocate/human-v2",
+            success_hold_steps=25,
+        ),
+    ]
+}
+
+
+def get_task(name: str) -> Task:
+    """Look a task up by name, with an error that lists the known ones."""
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}") from None
