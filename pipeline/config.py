@@ -89,11 +89,39 @@ class PrepareConfig(Section):
 
 
 @dataclass(frozen=True)
+class CodebookConfig(Section):
+    """The state-conditioned VQ-VAE that distills demonstrations into K macro actions of H steps
+    (`codebook` stage). Paper values: H=9, K=16, D=256, hidden 256, Adam 3e-4, batch 32, β=0.25."""
+
+    H: int  # macro length: actions per window (paper: 9 for MAQ+RLPD/IQL, 8 for MAQ+DSAC)
+    K: int  # codebook size: number of macro actions (paper: 16; 8 for MAQ+DSAC)
+    latent_dim: int  # D, size of z_e, z_q and of each code (paper: 256)
+    hidden: int  # width of the encoder and decoder MLP layers (paper: 256)
+    beta: float  # commitment weight β on MSE(z_e, sg[e_k]) (paper: 0.25)
+    lr: float  # Adam learning rate (paper: 3e-4)
+    lr_schedule: str  # "constant", or "paper": lr / (n + 1) during the n-th block of lr_step_epochs
+    lr_step_epochs: int  # epochs per block of the "paper" schedule (paper: 20)
+    batch_size: int  # windows per gradient step (paper: 32)
+    epochs: int  # passes over the train windows (paper: 100)
+    seed: int  # seeds weight init, k-means, the per-epoch shuffle and dead-code re-initialisation
+    kmeans_init: bool  # initialise the codes by k-means on the initial encoder's train outputs
+    kmeans_iters: int  # Lloyd iterations of that k-means
+    ema: bool  # update codes by exponential moving averages instead of the codebook loss
+    ema_decay: float  # decay of those averages (used only when ema is true)
+    dead_code_min_usage: int  # after each epoch but the last, a code chosen by fewer train windows is re-initialised
+    dead_code_noise: float  # noise added to a re-initialised code, as a fraction of z_e's per-dim std
+    checkpoint_every: int  # epochs between resumable checkpoints (0: never)
+    threads: int  # torch CPU threads (1 beside other jobs; 0 leaves torch's default)
+    device: str  # "auto" (cuda when available, else cpu), "cpu" or "cuda"
+
+
+@dataclass(frozen=True)
 class Params(Section):
     tasks: tuple[str, ...]  # tasks the DAG runs (keys of pipeline.tasks.TASKS)
     sources: Sources
     demos: DemosConfig
     prepare: PrepareConfig
+    codebook: CodebookConfig
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -152,7 +180,7 @@ def parse_params(raw: dict) -> Params:
     params = _build_section("", raw, Params)
     from pipeline.tasks import TASKS
 
-    for name in params.tasks:
+    for name in object.__getattribute__(params, "tasks"):  # not a stage's read: not recorded
         if name not in TASKS:
             raise ParamsError(f"params key 'tasks' names unknown task {name!r}; known: {', '.join(TASKS)}")
     return params

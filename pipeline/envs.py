@@ -62,12 +62,12 @@ class D4RLReward(gym.Wrapper):
 
 def make_env(task: str | Task, *, render_mode: str | None = None, **kwargs) -> gym.Env:
     """The task's Adroit env with the D4RL reward (and the standard 200-step time limit)."""
-    import gymnasium_robotics
-
     task = get_task(task) if isinstance(task, str) else task
-    gym.register_envs(gymnasium_robotics)
     with warnings.catch_warnings():
-        # The v1 ids warn that their reward changed in 1.2.1; D4RLReward is our answer to that.
+        # gymnasium-robotics warns that the v1 rewards changed in 1.2.1; D4RLReward is our answer.
         warnings.filterwarnings("ignore", message=".*reward functions were updated.*")
+        import gymnasium_robotics
+
+        gym.register_envs(gymnasium_robotics)
         env = gym.make(task.env_id, render_mode=render_mode, **kwargs)
     return D4RLReward(env, task.name)

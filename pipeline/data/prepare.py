@@ -1,0 +1,152 @@
+"""The `prepare` step: load → validate → split whole episodes → write arrays, meta.json and a card.
+
+Output directory (`data/prepared/<task>/`):
+- `train.safetensors`, `test.safetensors`  `Episodes` of each split (see pipeline.data.episodes);
+- `meta.json`   source and its content hash, sizes, D4RL references, split seed and episode ids,
+                observation/action mean and std of the train split;
+- `README.md`   a short dataset card: episodes, steps, returns, lengths, success.
+The test split is the human reference that evaluation compares agents with.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.config import PrepareConfig
+from pipeline.data.episodes import FORMAT_VERSION, Episodes
+from pipeline.data.sources import LoadedSource
+from pipeline.tasks import get_task
+
+STD_FLOOR = 1e-6  # stored stds are floored so constant features can be divided by them
+
+
+def split_episodes(n_episodes: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Shuffle whole episodes with `seed`; the first `floor((1 - test_fraction) · E)` train.
+
+    25 episodes with test_fraction 0.1 give 22 train / 3 test, the paper's split. Both splits are
+    returned sorted, and each keeps at least one episode.
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"prepare.test_fraction must be between 0 and 1, got {test_fraction}")
+    if n_episodes < 2:
+        raise ValueError(f"need at least 2 episodes to split into train and test, got {n_episodes}")
+    order = np.random.default_rng(seed).permutation(n_episodes)
+    n_train = min(max(int(np.floor((1.0 - test_fraction) * n_episodes + 1e-9)), 1), n_episodes - 1)
+    return np.sort(order[:n_train]), np.sort(order[n_train:])
+
+
+def _stats(values: np.ndarray) -> tuple[list[float], list[float]]:
+    mean = values.astype(np.float64).mean(axis=0)
+    std = np.maximum(values.astype(np.float64).std(axis=0), STD_FLOOR)
+    return mean.tolist(), std.tolist()
+
+
+def _summary(episodes: Episodes) -> dict:
+    returns, lengths = episodes.returns(), episodes.lengths
+    out = {
+        "episodes": episodes.n_episodes,
+        "steps": episodes.n_steps,
+        "return_mean": float(returns.mean()),
+        "return_std": float(returns.std()),
+        "length_mean": float(lengths.mean()),
+        "length_min": int(lengths.min()),
+        "length_max": int(lengths.max()),
+    }
+    if episodes.success is not None:
+        final = np.array([episodes.success[s][-1] for s in episodes.episode_slices()])
+        ever = np.array([episodes.success[s].any() for s in episodes.episode_slices()])
+        out["success_rate_final_step"] = float(final.mean())
+        out["success_rate_ever"] = float(ever.mean())
+    return out
+
+
+def _card(task: str, meta: dict) -> str:
+    def row(name: str, s: dict) -> str:
+        success = (
+            f"{s['success_rate_final_step']:.2f} / {s['success_rate_ever']:.2f}" if "success_rate_final_step" in s else "not recorded"
+        )
+        return (
+            f"| {name} | {s['episodes']} | {s['steps']} | {s['return_mean']:.1f} ± {s['return_std']:.1f} "
+            f"| {s['length_mean']:.1f} ({s['length_min']}–{s['length_max']}) | {success} |"
+        )
+
+    return "\n".join(
+        [
+            f"# Prepared demonstrations: {task}",
+            "",
+            f"Source: `{meta['source']}` — {meta['source_description']}.  ",
+            f"Source sha256: `{meta['source_sha256']}`  ",
+            f"Split: whole episodes shuffled with seed {meta['split_seed']}, test fraction {meta['test_fraction']}; "
+            "the test split is the human reference for evaluation.",
+            "",
+            "| split | episodes | steps | return (mean ± std) | length (mean, min–max) | success final step / ever |",
+            "|---|---|---|---|---|---|",
+            row("train", meta["train"]),
+            row("test", meta["test"]),
+            "",
+            f"Observation size {meta['obs_dim']}, action size {meta['action_dim']}. "
+            f"D4RL normalized score references: {meta['ref_min_score']} / {meta['ref_max_score']}.",
+            "",
+        ]
+    )
+
+
+def write_prepared(task: str, loaded: LoadedSource, cfg: PrepareConfig, out_dir: Path) -> dict:
+    """Split `loaded` and write `out_dir` (replacing it whole, never leaving it half-written)."""
+    spec = get_task(task)
+    episodes = loaded.episodes
+    train_idx, test_idx = split_episodes(episodes.n_episodes, cfg.test_fraction, cfg.split_seed)
+    train, test = episodes.select(train_idx), episodes.select(test_idx)
+    obs_mean, obs_std = _stats(train.obs)
+    action_mean, action_std = _stats(train.actions)
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "task": task,
+        "env_id": spec.env_id,
+        "source": loaded.source,
+        "source_description": loaded.description,
+        "source_sha256": loaded.sha256,
+        "obs_dim": episodes.obs_dim,
+        "action_dim": episodes.action_dim,
+        "ref_min_score": spec.ref_min_score,
+        "ref_max_score": spec.ref_max_score,
+        "split_seed": cfg.split_seed,
+        "test_fraction": cfg.test_fraction,
+        "train_episode_ids": train.episode_ids.tolist(),
+        "test_episode_ids": test.episode_ids.tolist(),
+        "obs_mean": obs_mean,
+        "obs_std": obs_std,
+        "action_mean": action_mean,
+        "action_std": action_std,
+        "train": _summary(train),
+        "test": _summary(test),
+    }
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    try:
+        train.save(staging / "train.safetensors")
+        test.save(staging / "test.safetensors")
+        (staging / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        (staging / "README.md").write_text(_card(task, meta))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return meta
+
+
+def load_prepared(task_dir: Path) -> tuple[Episodes, Episodes, dict]:
+    """The train split, the test split and meta.json of a prepared task directory."""
+    task_dir = Path(task_dir)
+    meta_path = task_dir / "meta.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"no prepared data in {task_dir}; run `dvc repro prepare` first")
+    meta = json.loads(meta_path.read_text())
+    return Episodes.load(task_dir / "train.safetensors"), Episodes.load(task_dir / "test.safetensors"), meta

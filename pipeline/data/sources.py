@@ -1,0 +1,157 @@
+"""Data sources: where a task's demonstrations come from, turned into validated `Episodes`.
+
+A source is a string in params.yaml (`sources.<task>`):
+- `synthetic`            this project's demonstrator output: the Minari dataset
+                         `synthetic/<task>/human-v0` in the project's store `data/demos/<task>/`
+                         (written by the `demos` stage);
+- `minari:<dataset id>`  a Minari dataset in the local Minari store (`MINARI_DATASETS_PATH`,
+                         default ~/.minari/datasets); downloaded only when allowed;
+- `pkl:<path>`           a pickle in the official MAQ format, loaded with a restricted unpickler.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlparse
+
+import numpy as np
+
+from pipeline.data.episodes import Episodes
+from pipeline.data.validate import DemonstrationsError, load_pickle_trajectories, validate_trajectories
+from pipeline.io import sha256_file, sha256_tree
+from pipeline.tasks import get_task
+
+NETWORK_PROBE_TIMEOUT_S = 3.0
+
+
+class DataSourceError(RuntimeError):
+    """A data source cannot be read; the message says how to get the data."""
+
+
+@dataclass(frozen=True)
+class LoadedSource:
+    episodes: Episodes
+    source: str  # the spec as written in params.yaml
+    sha256: str  # content hash of the source files
+    description: str  # what the data is, in words (e.g. "synthetic, not human data")
+
+
+def parse_source(spec: str) -> tuple[str, str]:
+    """`'minari:D4RL/door/human-v2'` → `('minari', 'D4RL/door/human-v2')`; `'synthetic'` → `('synthetic', '')`."""
+    kind, _, ref = spec.partition(":")
+    if kind == "synthetic" and not ref:
+        return kind, ""
+    if kind in ("minari", "pkl") and ref:
+        return kind, ref
+    raise DataSourceError(
+        f"unknown data source {spec!r}; use 'synthetic', 'minari:<dataset id>' or 'pkl:<path>'"
+    )
+
+
+@contextmanager
+def minari_store(root: Path | None) -> Iterator[Path]:
+    """Point Minari at `root` (or leave its default store) for the duration of the block."""
+    old = os.environ.get("MINARI_DATASETS_PATH")
+    if root is not None:
+        os.environ["MINARI_DATASETS_PATH"] = str(Path(root).resolve())
+    try:
+        yield Path(os.environ.get("MINARI_DATASETS_PATH", Path.home() / ".minari" / "datasets"))
+    finally:
+        if old is None:
+            os.environ.pop("MINARI_DATASETS_PATH", None)
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = old
+
+
+def require_network(purpose: str) -> None:
+    """Fail within seconds, with a clear message, when the Hugging Face Hub cannot be reached.
+
+    Minari downloads from the Hub (`hf://farama-minari`); without this check the client retries
+    for about 23 s before failing. `HF_HUB_OFFLINE=1` refuses at once.
+    """
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        raise DataSourceError(f"cannot {purpose}: HF_HUB_OFFLINE is set (offline mode); unset it to allow downloads")
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host, port = endpoint.hostname or "huggingface.co", endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=NETWORK_PROBE_TIMEOUT_S).close()
+    except OSError as exc:
+        raise DataSourceError(f"cannot {purpose}: no connection to {host}:{port} ({exc}); check the network") from None
+
+
+def _minari_dataset_dir(store: Path, dataset_id: str) -> Path:
+    return store / dataset_id
+
+
+def episodes_from_minari(dataset, task: str | None = None) -> Episodes:
+    """Convert a loaded `minari.MinariDataset` to validated `Episodes`."""
+    trajectories, ids = [], []
+    for episode in dataset.iterate_episodes():
+        obs = np.asarray(episode.observations)  # (T + 1, S)
+        T = len(episode.actions)
+        trajectory = {
+            "observations": obs[:-1],
+            "next_observations": obs[1:],
+            "actions": episode.actions,
+            "rewards": episode.rewards,
+            "terminals": episode.terminations,
+            "truncations": episode.truncations,
+        }
+        success = (episode.infos or {}).get("success")
+        if success is not None:
+            success = np.asarray(success).reshape(-1)
+            trajectory["success"] = success[-T:]  # infos may hold the reset step too (T + 1 entries)
+        trajectories.append(trajectory)
+        ids.append(int(episode.id))
+    return Episodes.from_trajectories(validate_trajectories(trajectories, task), episode_ids=ids)
+
+
+def load_minari_source(dataset_id: str, task: str | None, store: Path | None, allow_download: bool) -> tuple[Episodes, str]:
+    """Episodes of a Minari dataset from the local store (downloading it only if allowed)."""
+    import minari
+
+    with minari_store(store) as root:
+        dataset_dir = _minari_dataset_dir(root, dataset_id)
+        if not (dataset_dir / "data").is_dir():
+            if not allow_download:
+                raise DataSourceError(
+                    f"Minari dataset {dataset_id!r} is not in the local store {root}. On a machine with "
+                    f"network run `minari download {dataset_id}` (with MINARI_DATASETS_PATH={root}), or set "
+                    "`prepare.allow_download: true` in params.yaml to let the pipeline download it"
+                )
+            require_network(f"download Minari dataset {dataset_id!r}")
+            minari.download_dataset(dataset_id)
+        try:
+            dataset = minari.load_dataset(dataset_id)
+        except Exception as exc:
+            raise DataSourceError(f"Minari dataset {dataset_id!r} in {root} cannot be read ({exc}); re-download it") from exc
+        return episodes_from_minari(dataset, task), sha256_tree(dataset_dir)
+
+
+def load_source(task: str, spec: str, *, synthetic_store: Path, allow_download: bool = False) -> LoadedSource:
+    """Load the demonstrations of `task` from the source `spec` (see module docstring)."""
+    kind, ref = parse_source(spec)
+    try:
+        if kind == "synthetic":
+            if not synthetic_store.is_dir():
+                raise DataSourceError(
+                    f"no synthetic demonstrations in {synthetic_store}; run `dvc repro demos@{task}` "
+                    f"(or `maq data generate --task {task}`) first"
+                )
+            episodes, sha = load_minari_source(get_task(task).synthetic_dataset_id, task, synthetic_store, False)
+            description = "synthetic demonstrations from this project's human motor-control model (not human data)"
+        elif kind == "minari":
+            episodes, sha = load_minari_source(ref, task, None, allow_download)
+            description = f"Minari dataset {ref}"
+        else:
+            episodes = Episodes.from_trajectories(load_pickle_trajectories(ref, task))
+            sha = sha256_file(ref)
+            description = f"demonstrations pickle {ref} (official MAQ format)"
+    except DemonstrationsError as exc:
+        raise DataSourceError(f"demonstrations from {spec!r} are malformed: {exc}") from None
+    return LoadedSource(episodes=episodes, source=spec, sha256=sha, description=description)

@@ -1,0 +1,36 @@
+"""DVC stage `prepare@<task>`: demonstrations → validated train/test splits in data/prepared/<task>/.
+
+Reads params `sources.<task>` and `prepare.*`; writes exactly `data/prepared/<task>/`.
+"""
+
+import argparse
+from pathlib import Path
+
+from pipeline.config import load_params
+from pipeline.data.prepare import write_prepared
+from pipeline.data.sources import load_source
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--task", required=True)
+    args = parser.parse_args(argv)
+
+    params = load_params()
+    cfg = params.prepare
+    loaded = load_source(
+        args.task,
+        getattr(params.sources, args.task),
+        synthetic_store=Path("data/demos") / args.task,
+        allow_download=cfg.allow_download,
+    )
+    meta = write_prepared(args.task, loaded, cfg, Path("data/prepared") / args.task)
+    print(
+        f"prepare@{args.task}: {meta['train']['episodes']} train / {meta['test']['episodes']} test episodes, "
+        f"{meta['train']['steps'] + meta['test']['steps']} steps from {loaded.source} "
+        f"(sha256 {loaded.sha256[:12]})"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Typed params: strict loading, and dvc.yaml's `params:` lists cover what each stage reads."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config import ParamsError, load_params, parse_params, record_param_reads
+from tests.conftest import REPO_ROOT
+
+
+def raw_params() -> dict:
+    return yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+
+
+def test_repo_params_load():
+    params = load_params(REPO_ROOT / "params.yaml")
+    assert params.tasks == ("door", "relocate")
+    assert params.prepare.test_fraction == 0.1
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda p: p["prepare"].update(tset_fraction=0.2), "unknown params key 'prepare.tset_fraction'"),
+        (lambda p: p["prepare"].pop("split_seed"), "missing params key 'prepare.split_seed'"),
+        (lambda p: p.update(extra=1), "unknown params key 'extra'"),
+        (lambda p: p["prepare"].update(split_seed="1"), "'prepare.split_seed' must be int"),
+        (lambda p: p["prepare"].update(allow_download=1), "'prepare.allow_download' must be bool"),
+        (lambda p: p.update(tasks="door"), "'tasks' must be a list"),
+        (lambda p: p.update(tasks=["door", "drawer"]), "unknown task 'drawer'"),
+        (lambda p: p.update(demos=[1]), "'demos' must be a mapping"),
+    ],
+)
+def test_bad_params_name_the_key(edit, message):
+    raw = raw_params()
+    edit(raw)
+    with pytest.raises(ParamsError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_params(raw)
+
+
+def test_int_is_accepted_where_a_float_is_expected():
+    raw = raw_params()
+    raw["prepare"]["test_fraction"] = 0  # YAML `0` for a float field
+    assert parse_params(raw).prepare.test_fraction == 0.0
+
+
+def declared_params(stage: str, item: str) -> set[str]:
+    """The `params:` list of a foreach stage of dvc.yaml, for one item."""
+    spec = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"][stage]["do"]
+    return {p.replace("${item}", item) for p in spec.get("params", [])}
+
+
+def make_project(tmp_path: Path, sources: dict) -> Path:
+    """A copy of the project's pipeline definition in tmp_path, with the given sources."""
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("dvc.yaml", "stages", "pipeline"):
+        src = REPO_ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, project / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if src.is_dir() else {}))
+    raw = raw_params()
+    raw["sources"].update(sources)
+    (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    return project
+
+
+# How each stage is run for the coverage test; every stage of dvc.yaml must be listed here.
+def run_demos(task):
+    from stages import demos
+
+    demos.main(["--task", task])
+
+
+def run_prepare(task):
+    from stages import prepare
+
+    prepare.main(["--task", task])
+
+
+STAGE_RUNNERS = {"demos": run_demos, "prepare": run_prepare}
+
+
+def test_every_dvc_stage_has_a_coverage_runner():
+    stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
+    assert set(stages) == set(STAGE_RUNNERS)
+
+
+def test_stage_params_in_dvc_yaml_cover_what_the_code_reads(tmp_path, monkeypatch, door_minari_store):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(door_minari_store))
+    project = make_project(tmp_path, {"door": "minari:test/door/random-v0"})
+    monkeypatch.chdir(project)
+    for stage, run in STAGE_RUNNERS.items():
+        with record_param_reads() as reads:
+            run("door")
+        assert reads, f"stage {stage} read no params"
+        undeclared = reads - declared_params(stage, "door")
+        assert not undeclared, f"dvc.yaml stage {stage} lacks params {sorted(undeclared)}"
+    assert (project / "data/prepared/door/meta.json").is_file()
