@@ -70,10 +70,16 @@ def d4rl_reward(task: str, env) -> float:
             r += 1.0 - 0.5 * np.linalg.norm(palm - target) - 0.5 * np.linalg.norm(obj - target)
         dist = np.linalg.norm(obj - target)
         return float(r + 10 * (dist < 0.1) + 20 * (dist < 0.05))
+    if task == "hammer":
+        obj, palm = d.xpos[u.obj_body_id], d.site_xpos[u.S_grasp_site_id]
+        head, nail, goal = d.site_xpos[u.tool_site_id], d.site_xpos[u.target_obj_site_id], d.site_xpos[u.goal_site_id]
+        dist = np.linalg.norm(nail - goal)
+        r = -0.1 * np.linalg.norm(palm - obj) - np.linalg.norm(head - nail) - 10 * dist - 1e-2 * np.linalg.norm(d.qvel)
+        return float(r + 2 * (obj[2] > 0.04 and head[2] > 0.04) + 25 * (dist < 0.02) + 75 * (dist < 0.01))
     raise NotImplementedError(task)
 
 
-@pytest.mark.parametrize("task", ["door", "relocate"])
+@pytest.mark.parametrize("task", ["door", "hammer", "relocate"])
 def test_d4rl_reward_wrapper_restores_the_reach_penalty(task):
     env = make_env(task)
     assert isinstance(env, D4RLReward)
