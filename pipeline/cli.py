@@ -1,6 +1,12 @@
 """The `maq` command line.
 
     maq data check PATH [--task door]     validate a demonstrations pickle (official MAQ format)
+    maq data generate --task relocate --episodes 25 --seed 0 [--store DIR]
+                                          synthetic (not human) demonstrations as a Minari dataset
+    maq hub push DIR REPO_ID [--revision main] [--private]
+                                          upload an artifact dir in one commit; prints '<sha> <repo>@<branch>'
+    maq hub pull REPO@REV [--store models/hub]
+                                          download an artifact into the local store; prints its directory
 
 Each command group is added by one `_add_*` function below; handlers import lazily so that
 `maq --help` stays fast.
@@ -20,6 +26,15 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     check.add_argument("--task", help="also check observation/action sizes against this task")
     check.set_defaults(handler=_data_check)
 
+    generate = data.add_parser(
+        "generate", help="write synthetic (not human) demonstrations of a task as a Minari dataset"
+    )
+    generate.add_argument("--task", required=True, help="task with a synthetic demonstrator (see pipeline.demonstrator)")
+    generate.add_argument("--episodes", type=int, required=True, help="successful episodes to keep")
+    generate.add_argument("--seed", type=int, required=True, help="base seed; attempt i uses seed + i")
+    generate.add_argument("--store", help="Minari store root (default: data/demos/<task>)")
+    generate.set_defaults(handler=_data_generate)
+
 
 def _data_check(args: argparse.Namespace) -> int:
     from pipeline.data.validate import check_pickle_file
@@ -32,10 +47,74 @@ def _data_check(args: argparse.Namespace) -> int:
     return 1
 
 
+def _add_hub_commands(sub: argparse._SubParsersAction) -> None:
+    hub = sub.add_parser("hub", help="share artifacts on the Hugging Face Hub: push, pull").add_subparsers(dest="hub_command", required=True)
+
+    push = hub.add_parser("push", help="upload an artifact directory in one commit; prints '<commit sha> <repo>@<branch>'")
+    push.add_argument("dir", help="artifact directory: config.json, model.safetensors, README.md")
+    push.add_argument("repo_id", help="namespace/name on the Hub")
+    push.add_argument("--revision", default="main", help="branch to commit to (created if missing; default main)")
+    push.add_argument("--private", action="store_true", help="create the repo private (if it does not exist yet)")
+    push.add_argument("--message", help="commit message")
+    push.set_defaults(handler=_hub_push)
+
+    pull = hub.add_parser("pull", help="download an artifact into the local store; prints its directory")
+    pull.add_argument("spec", help="REPO@REVISION (a commit sha, branch or tag), optionally prefixed 'hub:'")
+    pull.add_argument("--store", default=None, help="local model store (default models/hub)")
+    pull.set_defaults(handler=_hub_pull)
+
+
+def _hub_push(args: argparse.Namespace) -> int:
+    from huggingface_hub.utils import disable_progress_bars
+
+    from pipeline.hub import HubError, push_artifact
+
+    disable_progress_bars()
+    try:
+        result = push_artifact(args.dir, args.repo_id, revision=args.revision, private=args.private, commit_message=args.message)
+    except HubError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{result.commit_sha} {result.repo_id}@{result.revision}")
+    return 0
+
+
+def _hub_pull(args: argparse.Namespace) -> int:
+    from huggingface_hub.utils import disable_progress_bars
+
+    from pipeline.hub import DEFAULT_STORE, HubError, pull_artifact
+
+    disable_progress_bars()
+    try:
+        path = pull_artifact(args.spec, store=args.store or DEFAULT_STORE)
+    except HubError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
+def _data_generate(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from pipeline.demonstrator.dataset import generate_dataset
+
+    store = Path(args.store) if args.store else Path("data/demos") / args.task
+    try:
+        summary = generate_dataset(args.task, args.episodes, args.seed, store)
+    except (KeyError, RuntimeError) as exc:  # no demonstrator for the task / too many failed attempts
+        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maq", description="MAQ hub: human-like RL agents from demonstrations")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_data_commands(sub)
+    _add_hub_commands(sub)
     return parser
 
 

@@ -5,7 +5,7 @@ with `act(obs) -> action` that is called once per env step. It may read the simu
 sees the scene too); it never writes to it. All its randomness comes from the episode's own
 generator, so an episode is a pure function of its seed.
 
-`track_reference` is the shared motor pipeline: a Cartesian palm path and a finger joint path →
+`HandTracker` is the shared motor pipeline: a Cartesian palm path and a finger joint path →
 IK for the arm and wrist (warm-started, one solve per step) → joint reference → actuator
 inversion with inverse-dynamics feed-forward → actions in [−1, 1].
 """
@@ -22,12 +22,12 @@ from pipeline.demonstrator.actuation import ActuatorInverter
 from pipeline.demonstrator.ik import joint_indices, solve_ik
 from pipeline.demonstrator.variability import HumanVariability
 
-ARM_JOINTS = {  # arm and wrist joints the IK moves, per task model
-    "relocate": ["ARTx", "ARTy", "ARTz", "ARRx", "ARRy", "ARRz", "WRJ1", "WRJ0"],
-    "door": ["ARTz", "ARRx", "ARRy", "ARRz", "WRJ1", "WRJ0"],
+ARM_JOINTS = {  # arm joints the IK moves (the palm in Cartesian space), per task model
+    "relocate": ["ARTx", "ARTy", "ARTz", "ARRx", "ARRy", "ARRz"],
+    "door": ["ARTz", "ARRx", "ARRy", "ARRz"],
 }
-FINGER_JOINTS = [
-    "FFJ3", "FFJ2", "FFJ1", "FFJ0", "MFJ3", "MFJ2", "MFJ1", "MFJ0", "RFJ3", "RFJ2", "RFJ1", "RFJ0",
+HAND_JOINTS = [  # wrist and fingers: planned in joint space
+    "WRJ1", "WRJ0", "FFJ3", "FFJ2", "FFJ1", "FFJ0", "MFJ3", "MFJ2", "MFJ1", "MFJ0", "RFJ3", "RFJ2", "RFJ1", "RFJ0",
     "LFJ4", "LFJ3", "LFJ2", "LFJ1", "LFJ0", "THJ4", "THJ3", "THJ2", "THJ1", "THJ0",
 ]  # fmt: skip
 
@@ -45,11 +45,11 @@ class Demonstrator(Protocol):
         """A policy for the episode `env` was just reset to; `rng` is the episode's generator."""
 
 
-def finger_pose(**angles: float) -> np.ndarray:
-    """A (22,) finger joint vector from joint-name keyword angles (others 0)."""
-    pose = np.zeros(len(FINGER_JOINTS))
+def hand_pose(**angles: float) -> np.ndarray:
+    """A (24,) wrist + finger joint vector from joint-name keyword angles (others 0)."""
+    pose = np.zeros(len(HAND_JOINTS))
     for name, value in angles.items():
-        pose[FINGER_JOINTS.index(name)] = value
+        pose[HAND_JOINTS.index(name)] = value
     return pose
 
 
@@ -64,14 +64,14 @@ class HandTracker:
         self.dt = float(self.env.dt)
         self.site = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_SITE, "S_grasp")
         self.arm_qpos, self.arm_dof = joint_indices(self.model, ARM_JOINTS[task])
-        self.finger_qpos, _ = joint_indices(self.model, FINGER_JOINTS)
+        self.finger_qpos, _ = joint_indices(self.model, HAND_JOINTS)
         self.inverter = ActuatorInverter(self.model, self.env.act_mean, self.env.act_rng)
         self.ik_data = mujoco.MjData(self.model)
         self.ik_data.qpos[:] = self.env.data.qpos
         self.posture = self.env.data.qpos[self.arm_qpos].copy()
 
     def reference(self, palm: np.ndarray, fingers: np.ndarray) -> np.ndarray:
-        """Full qpos reference (T, nq) from palm positions (T, 3) and finger angles (T, 22)."""
+        """Full qpos reference (T, nq) from palm positions (T, 3) and wrist + finger angles (T, 24)."""
         qpos = np.repeat(self.env.data.qpos[None].copy(), len(palm), axis=0)
         for t in range(len(palm)):
             self.ik_data.qpos[self.finger_qpos] = fingers[t]
@@ -105,4 +105,4 @@ def step_times(env: gym.Env, steps: int) -> np.ndarray:
     return (np.arange(steps) + 1) * float(env.unwrapped.dt)
 
 
-__all__ = ["Demonstrator", "Policy", "HandTracker", "OpenLoopPolicy", "HumanVariability", "finger_pose", "step_times"]
+__all__ = ["Demonstrator", "Policy", "HandTracker", "OpenLoopPolicy", "HumanVariability", "hand_pose", "step_times"]

@@ -10,7 +10,8 @@ before reaching:
 4. lift (vertical leads), then carry to the target, timed by Fitts' law;
 5. hold still, with tremor and drift, until the episode ends.
 
-Measured: ≥ 95% success over unseen seeds, ~1 s of simulation per episode on one core.
+Measured (python -m pipeline.benchmarks.demonstrator, seeds 1000–1099): 97% success at the
+end of the episode, 100% by D4RL's hold rule, action jerk ~9,000× below random actions.
 """
 
 from __future__ import annotations
@@ -18,19 +19,24 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from pipeline.demonstrator.base import HandTracker, OpenLoopPolicy, finger_pose, step_times
+from pipeline.demonstrator.base import HandTracker, OpenLoopPolicy, hand_pose, step_times
 from pipeline.demonstrator.minjerk import Keyframe, sample_plan
 from pipeline.demonstrator.variability import HumanVariability
 
 GRASP_OFFSET = np.array([0.0, -0.03, -0.006])  # grasp centre relative to the ball centre
 HOVER_HEIGHT = 0.06  # reach to this far above the grasp point, then descend
-OPEN = finger_pose()
-PRESHAPE = finger_pose(THJ4=0.9, THJ3=0.6, THJ0=-0.3, FFJ2=0.3, MFJ2=0.3, RFJ2=0.3, LFJ2=0.3)
-POWER_GRASP = finger_pose(
-    FFJ2=1.3, FFJ1=1.2, FFJ0=1.0, MFJ2=1.3, MFJ1=1.2, MFJ0=1.0,
-    RFJ2=1.3, RFJ1=1.2, RFJ0=1.0, LFJ2=1.3, LFJ1=1.2, LFJ0=1.0,
-    THJ4=1.0, THJ3=1.2, THJ2=0.1, THJ1=0.4, THJ0=-0.6,
+OPEN = hand_pose()
+PRESHAPE = hand_pose(THJ4=0.9, THJ3=0.6, THJ0=-0.3, FFJ2=0.3, MFJ2=0.3, RFJ2=0.3, LFJ2=0.3)
+POWER_GRASP = hand_pose(
+    FFJ2=1.0, FFJ1=1.2, FFJ0=1.0, MFJ2=1.0, MFJ1=1.2, MFJ0=1.0,
+    RFJ2=1.0, RFJ1=1.2, RFJ0=1.0, LFJ2=1.0, LFJ1=1.2, LFJ0=1.0,
+    THJ4=0.5, THJ3=1.2, THJ2=0.1, THJ1=0.4, THJ0=-0.6,
 )  # fmt: skip
+
+
+# The wrist stays in joint space (at 0) rather than in the IK: a wrist free to flex lets the ball
+# roll out under the palm during the hold. A half-opposed thumb (THJ4 = 0.5) and moderate
+# knuckle flexion cage the ball instead of squeezing it out (tuned on seeds 0–59).
 
 
 class RelocateDemonstrator:

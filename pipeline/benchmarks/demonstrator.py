@@ -1,0 +1,96 @@
+"""Benchmark of the synthetic human demonstrator, per task, over many unseen seeds.
+
+    OMP_NUM_THREADS=1 nice -n 10 python -m pipeline.benchmarks.demonstrator [--seeds 100] [--first-seed 1000]
+        [--tasks door relocate hammer pen]
+
+Per task, over `--seeds` episodes (seeds first_seed, first_seed+1, …, none of them used to tune
+the demonstrator), it prints:
+- success rate, raw: the success flag on the final step (the MAQ evaluation rule);
+- success rate, D4RL rule: success on more than `task.success_hold_steps` steps;
+- mean steps to first success (over successful episodes);
+- mean squared action jerk (third difference of the actions per step, averaged over steps and
+  action dims), the same for uniform random actions in [−1, 1], and their ratio;
+- generation time per episode (simulation + planning, one process).
+A task without a demonstrator is skipped with a note, so hammer and pen appear once they get one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+from pipeline.tasks import TASKS, get_task
+
+
+def mean_squared_jerk(actions: np.ndarray) -> float:
+    """Mean over steps and dims of the squared third finite difference of actions (T, A), per step³."""
+    actions = np.asarray(actions, dtype=np.float64)
+    if len(actions) < 4:
+        raise ValueError("need at least 4 actions to take a third difference")
+    return float(np.mean(np.diff(actions, n=3, axis=0) ** 2))
+
+
+def benchmark_task(task: str, seeds: int, first_seed: int) -> dict:
+    from pipeline.demonstrator.dataset import run_episode
+    from pipeline.envs import make_env
+
+    spec = get_task(task)
+    env = make_env(task)
+    final, held, first, jerk, random_jerk = [], [], [], [], []
+    rng = np.random.default_rng(first_seed)
+    start = time.perf_counter()
+    for seed in tqdm(range(first_seed, first_seed + seeds), desc=f"bench {task}", unit="ep"):
+        episode = run_episode(task, env, seed)
+        success = episode["success"]
+        final.append(bool(success[-1]))
+        held.append(int(success.sum()) > spec.success_hold_steps)
+        if success.any():
+            first.append(int(np.argmax(success)) + 1)
+        jerk.append(mean_squared_jerk(episode["actions"]))
+        random_jerk.append(mean_squared_jerk(rng.uniform(-1, 1, size=episode["actions"].shape)))
+    seconds = time.perf_counter() - start
+    env.close()
+    return {
+        "task": task,
+        "episodes": seeds,
+        "success_final": float(np.mean(final)),
+        "success_held": float(np.mean(held)),
+        "steps_to_success": float(np.mean(first)) if first else float("nan"),
+        "jerk": float(np.mean(jerk)),
+        "random_jerk": float(np.mean(random_jerk)),
+        "jerk_ratio": float(np.mean(random_jerk) / np.mean(jerk)),
+        "seconds_per_episode": seconds / seeds,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=100)
+    parser.add_argument("--first-seed", type=int, default=1000, help="first seed (unseen in tuning)")
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    args = parser.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from pipeline.demonstrator import DEMONSTRATORS
+
+    rows = []
+    for task in args.tasks:
+        if task not in DEMONSTRATORS:
+            print(f"{task}: skipped — no synthetic demonstrator yet (tasks with one: {', '.join(sorted(DEMONSTRATORS))})")
+            continue
+        rows.append(benchmark_task(task, args.seeds, args.first_seed))
+    header = f"{'task':<9} {'eps':>4} {'succ@end':>8} {'succ>hold':>9} {'steps→succ':>10} {'jerk':>10} {'rand jerk':>9} {'ratio':>7} {'s/ep':>6}"
+    print(header)
+    for r in rows:
+        print(
+            f"{r['task']:<9} {r['episodes']:>4} {r['success_final']:>8.1%} {r['success_held']:>9.1%} "
+            f"{r['steps_to_success']:>10.1f} {r['jerk']:>10.5f} {r['random_jerk']:>9.3f} {r['jerk_ratio']:>7.0f} "
+            f"{r['seconds_per_episode']:>6.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

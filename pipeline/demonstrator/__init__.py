@@ -1,0 +1,38 @@
+"""Synthetic human demonstrator for the Adroit tasks: a stand-in for human data, not human data.
+
+The D4RL human demonstrations cannot be downloaded on an offline machine, so the pipeline can
+generate its own demonstrations from a model of human motor control:
+
+- `minjerk`     minimum-jerk movement profiles between keyframes (Flash & Hogan);
+- `ik`          damped-least-squares inverse kinematics with an active set for joint limits;
+- `actuation`   actuator inversion + inverse-dynamics feed-forward: joint references → actions;
+- `variability` per-episode human variability (reaction time, timing, scatter, tremor, drift);
+- `base`        the demonstrator/policy interface and the shared hand-tracking pipeline;
+- one module per task (`relocate`; door is not done yet) that plans the task in object coordinates;
+- `dataset`     runs the demonstrator and writes a Minari dataset labelled synthetic.
+
+`DEMONSTRATORS` maps a task name to its demonstrator; `get_demonstrator` raises a clear error
+for a task without one. To add a task (door, hammer, pen), write its module and register it here.
+"""
+
+from __future__ import annotations
+
+from pipeline.demonstrator.base import Demonstrator, Policy
+from pipeline.demonstrator.relocate import RelocateDemonstrator
+
+DEMONSTRATORS: dict[str, Demonstrator] = {
+    "relocate": RelocateDemonstrator(),
+}
+
+
+def get_demonstrator(task: str) -> Demonstrator:
+    """The synthetic demonstrator of `task`; the error names the tasks that have one."""
+    try:
+        return DEMONSTRATORS[task]
+    except KeyError:
+        raise KeyError(
+            f"no synthetic demonstrator for task {task!r}; tasks with one: {', '.join(sorted(DEMONSTRATORS))}"
+        ) from None
+
+
+__all__ = ["DEMONSTRATORS", "Demonstrator", "Policy", "get_demonstrator"]

@@ -1,0 +1,153 @@
+"""Tests of the synthetic human demonstrator (pipeline/demonstrator) and its Minari datasets."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import mujoco
+import numpy as np
+import pytest
+
+from pipeline.demonstrator import DEMONSTRATORS, get_demonstrator
+from pipeline.demonstrator.dataset import generate_dataset
+from pipeline.demonstrator.ik import joint_indices, solve_ik
+from pipeline.demonstrator.minjerk import (
+    Keyframe,
+    min_jerk,
+    min_jerk_acceleration,
+    min_jerk_velocity,
+    sample_plan,
+)
+from pipeline.envs import make_env
+from pipeline.io import sha256_tree
+from pipeline.tasks import get_task
+
+
+def test_min_jerk_profile_values():
+    assert min_jerk(0.0) == 0.0 and min_jerk(1.0) == 1.0
+    assert min_jerk(0.5) == pytest.approx(0.5)
+    assert min_jerk(0.25) == pytest.approx(10 / 64 - 15 / 256 + 6 / 1024)
+    for f in (min_jerk_velocity, min_jerk_acceleration):
+        assert f(0.0) == 0.0 and f(1.0) == 0.0
+    assert min_jerk_velocity(0.5) == pytest.approx(1.875)
+    # the derivatives are the derivatives: compare with finite differences
+    tau = np.linspace(0.05, 0.95, 19)
+    h = 1e-6
+    np.testing.assert_allclose((min_jerk(tau + h) - min_jerk(tau - h)) / (2 * h), min_jerk_velocity(tau), atol=1e-6)
+    np.testing.assert_allclose(
+        (min_jerk_velocity(tau + h) - min_jerk_velocity(tau - h)) / (2 * h), min_jerk_acceleration(tau), atol=1e-5
+    )
+
+
+def test_sample_plan_hits_keyframes_and_curves():
+    a, b = np.zeros(3), np.array([0.2, 0.0, 0.1])
+    keys = [Keyframe(0.0, a), Keyframe(1.0, b, vertical=(0.0, 0.5), horizontal=(0.5, 1.0))]
+    path = sample_plan(keys, np.array([0.0, 0.5, 1.0, 2.0]), cartesian=True)
+    np.testing.assert_allclose(path[0], a)
+    np.testing.assert_allclose(path[1], [0.0, 0.0, 0.1])  # vertical done, horizontal not started
+    np.testing.assert_allclose(path[2], b)
+    np.testing.assert_allclose(path[3], b)  # holds after the last keyframe
+
+
+def test_ik_reaches_a_reachable_target():
+    env = make_env("relocate")
+    env.reset(seed=3)
+    model = env.unwrapped.model
+    data = mujoco.MjData(model)
+    site = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, "S_grasp")
+    qpos_adr, dof_adr = joint_indices(model, ["ARTx", "ARTy", "ARTz", "ARRx", "ARRy", "ARRz"])
+    # a target made by a known joint configuration is reachable by construction
+    q_true = np.array([0.1, 0.05, -0.1, 0.2, -0.1, 0.1])
+    data.qpos[qpos_adr] = q_true
+    mujoco.mj_kinematics(model, data)
+    target = data.site_xpos[site].copy()
+    data.qpos[:] = 0
+    mujoco.mj_kinematics(model, data)
+    start = data.site_xpos[site].copy()
+    q, residual = solve_ik(model, data, site, target, qpos_adr, dof_adr, np.zeros(6), iterations=100)
+    assert np.linalg.norm(target - start) > 0.05  # it really had to move
+    assert residual < 1e-3
+    np.testing.assert_allclose(data.site_xpos[site], target, atol=1e-3)
+    lo, hi = model.jnt_range[[np.flatnonzero(model.jnt_qposadr == a)[0] for a in qpos_adr]].T
+    assert np.all(q >= lo - 1e-9) and np.all(q <= hi + 1e-9)
+
+
+def test_unknown_task_error_lists_tasks_with_a_demonstrator():
+    with pytest.raises(KeyError, match="tasks with one: .*relocate"):
+        get_demonstrator("pen")
+    assert "relocate" in DEMONSTRATORS
+
+
+@pytest.fixture(scope="module")
+def relocate_store(tmp_path_factory):
+    store = tmp_path_factory.mktemp("demos")
+    summary = generate_dataset("relocate", episodes=2, seed=0, store_root=store)
+    return store, summary
+
+
+def test_generate_summary(relocate_store):
+    _, summary = relocate_store
+    assert summary["kept"] == 2
+    assert summary["attempts"] >= 2
+    assert summary["success_rate"] == pytest.approx(2 / summary["attempts"])
+    assert summary["mean_length"] == 200  # episodes run to the time limit
+    assert summary["mean_steps_to_success"] < 200
+
+
+_LOAD_SCRIPT = """
+import json, sys, minari
+ds = minari.load_dataset(sys.argv[1])
+eps = list(ds.iterate_episodes())
+print(json.dumps({
+    "n": len(eps),
+    "seeds": [int(s) for s in json.loads(ds.storage.metadata["episode_seeds"])],
+    "synthetic": bool(ds.storage.metadata["synthetic"]),
+    "description": ds.storage.metadata["description"],
+    "obs_shape": list(eps[0].observations.shape),
+    "act_shape": list(eps[0].actions.shape),
+    "success_last": [bool(e.infos["success"][-1]) for e in eps],
+    "actions": [e.actions.tolist() for e in eps],
+    "observations": [e.observations.tolist() for e in eps],
+}))
+"""
+
+
+def test_dataset_loads_in_fresh_process_and_replays(relocate_store):
+    store, _ = relocate_store
+    task = get_task("relocate")
+    env_vars = dict(os.environ, HF_HUB_OFFLINE="1", MINARI_DATASETS_PATH=str(store), OMP_NUM_THREADS="1")
+    out = subprocess.run(
+        [sys.executable, "-c", _LOAD_SCRIPT, task.synthetic_dataset_id],
+        env=env_vars, capture_output=True, text=True, timeout=120, check=True,
+    )
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert loaded["n"] == 2
+    assert loaded["obs_shape"] == [201, task.obs_dim] and loaded["act_shape"] == [200, task.action_dim]
+    assert loaded["success_last"] == [True, True]
+    assert loaded["synthetic"] is True
+    assert "SYNTHETIC" in loaded["description"] and "NOT human data" in loaded["description"]
+    # replay: reset(seed) + the stored actions reproduce the stored observations
+    env = make_env("relocate")
+    for seed, actions, observations in zip(loaded["seeds"], loaded["actions"], loaded["observations"]):
+        obs, _ = env.reset(seed=seed)
+        replayed = [obs]
+        for action in actions:
+            obs, *_ = env.step(np.asarray(action, dtype=np.float32))
+            replayed.append(obs)
+        np.testing.assert_allclose(np.asarray(replayed), np.asarray(observations), atol=1e-9)
+
+
+def test_same_seed_same_bytes(relocate_store, tmp_path):
+    store, _ = relocate_store
+    generate_dataset("relocate", episodes=2, seed=0, store_root=tmp_path)
+    assert sha256_tree(tmp_path) == sha256_tree(store)
+    assert list(tmp_path.rglob("*.hdf5"))  # the hash covers the data file, not an empty tree
+    assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".")]  # no temp leftovers
+
+
+def test_dataset_id_is_labelled_synthetic():
+    for name in DEMONSTRATORS:
+        assert get_task(name).synthetic_dataset_id.startswith("synthetic/")
