@@ -24,6 +24,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; artifacts are meant to be shared
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

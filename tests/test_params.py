@@ -62,6 +62,7 @@ def make_project(tmp_path: Path, sources: dict, tasks=("door",)) -> Path:
     raw = raw_params()
     raw["sources"].update(sources)
     raw["tasks"] = list(tasks)
+    raw["codebook"].update(epochs=2, hidden=32, latent_dim=16, checkpoint_every=1)  # seconds, not minutes
     (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     return project
 
@@ -79,7 +80,13 @@ def run_prepare(task):
     prepare.main(["--task", task])
 
 
-STAGE_RUNNERS = {"demos": run_demos, "prepare": run_prepare}
+def run_codebook(task):
+    from stages import codebook
+
+    codebook.main(["--task", task])
+
+
+STAGE_RUNNERS = {"demos": run_demos, "prepare": run_prepare, "codebook": run_codebook}
 
 
 def test_every_dvc_stage_has_a_coverage_runner():
@@ -98,3 +105,4 @@ def test_stage_params_in_dvc_yaml_cover_what_the_code_reads(tmp_path, monkeypatc
         undeclared = reads - declared_params(stage, "door")
         assert not undeclared, f"dvc.yaml stage {stage} lacks params {sorted(undeclared)}"
     assert (project / "data/prepared/door/meta.json").is_file()
+    assert (project / "models/codebooks/door/model.safetensors").is_file()

@@ -1,0 +1,184 @@
+"""The codebook stage as a function: prepared data in, codebook artifact + metrics + curve out.
+
+`stages/codebook.py` and `pipeline.benchmarks.codebook` both call `run_codebook`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.codebook.metrics import code_counts, macro_mse, mean_macro_baseline_mse, perplexity, used_codes
+from pipeline.codebook.model import Codebook
+from pipeline.codebook.train import TrainResult, clear_checkpoint, train_codebook
+from pipeline.config import CodebookConfig, section_to_dict
+from pipeline.data.episodes import Episodes
+from pipeline.data.windows import Windows, make_windows
+from pipeline.io import write_json_atomic, write_text_atomic
+
+META_KEYS = ("task", "source", "source_sha256", "obs_dim", "action_dim", "obs_mean", "obs_std", "action_mean", "action_std")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    meta: dict
+    train: Episodes
+    test: Episodes
+
+    @property
+    def stats(self) -> dict:
+        return {k: np.asarray(self.meta[k], dtype=np.float32) for k in ("obs_mean", "obs_std", "action_mean", "action_std")}
+
+
+def load_prepared(directory: str | Path) -> Prepared:
+    """Read a prepare-stage output (meta.json, train/test.safetensors) and check what the codebook needs."""
+    from pipeline.data.prepare import load_prepared as load_split
+
+    directory = Path(directory)
+    train, test, meta = load_split(directory)
+    missing = [k for k in META_KEYS if k not in meta]
+    if missing:
+        raise ValueError(f"{directory / 'meta.json'} lacks {', '.join(missing)}; re-run the prepare stage")
+    for name, episodes in (("train", train), ("test", test)):
+        if (episodes.obs_dim, episodes.action_dim) != (meta["obs_dim"], meta["action_dim"]):
+            raise ValueError(f"{directory}/{name}.safetensors has obs/action dims {episodes.obs_dim}/{episodes.action_dim}, meta.json says {meta['obs_dim']}/{meta['action_dim']}; re-run prepare")
+    return Prepared(meta=meta, train=train, test=test)
+
+
+def evaluate_codebook(codebook: Codebook, train: Windows, test: Windows) -> dict:
+    """The reported numbers: recon MSE in action units (train and test), the mean-macro baseline
+    on test windows, and code usage on test (and train) windows."""
+    K = codebook.spec.K
+    train_code, test_code = codebook.encode(train.obs, train.macro), codebook.encode(test.obs, test.macro)
+    train_counts, test_counts = code_counts(train_code, K), code_counts(test_code, K)
+    test_mse = macro_mse(codebook.decode(test.obs, test_code), test.macro)
+    baseline = mean_macro_baseline_mse(train.macro, test.macro)
+    return {
+        "train_mse": macro_mse(codebook.decode(train.obs, train_code), train.macro),
+        "test_mse": test_mse,
+        "test_baseline_mse": baseline,
+        "test_mse_ratio": test_mse / baseline if baseline > 0 else float("nan"),
+        "test_used_codes": used_codes(test_counts),
+        "test_perplexity": perplexity(test_counts),
+        "test_max_code_share": float(test_counts.max() / max(test_counts.sum(), 1)),
+        "test_min_code_share": float(test_counts.min() / max(test_counts.sum(), 1)),
+        "test_code_counts": test_counts.tolist(),
+        "train_used_codes": used_codes(train_counts),
+        "train_perplexity": perplexity(train_counts),
+        "train_code_counts": train_counts.tolist(),
+        "n_train_windows": len(train),
+        "n_test_windows": len(test),
+    }
+
+
+FIXES = [
+    "Windows never cross episode boundaries (the official code concatenates trajectories).",
+    "Observations and actions are standardized with the train-split statistics, stored as buffers in model.safetensors (the official code does not normalize).",
+    "float32 training (the official code uses float64).",
+    "Dead codes: usage counted over all train windows after each epoch (official: one sample per batch); a dead code moves to the encoder output of a distinct random train window plus small noise, never an exact copy, and gets fresh Adam moments; no re-initialisation after the last epoch.",
+    "Optional k-means initialisation of the codes and EMA code updates (codebook.kmeans_init, codebook.ema).",
+    "Deterministic and resumable: seeded per (seed, epoch, purpose); an interrupted run resumes from its checkpoint to the same weights.",
+]
+
+
+def make_card(codebook: Codebook, metrics: dict, cfg: CodebookConfig, meta: dict, digest: str) -> str:
+    """The model card: YAML front matter + text."""
+    spec, counts = codebook.spec, metrics["test_code_counts"]
+    share = np.asarray(counts, np.float64) / max(sum(counts), 1)
+    front = {
+        "library_name": "maq-hub",
+        "tags": ["maq", "vq-vae", "macro-actions", "adroit", meta["task"]],
+        "task": meta["task"],
+        "data_source": meta["source"],
+        "data_source_sha256": meta["source_sha256"],
+        "H": spec.H,
+        "K": spec.K,
+        "D": spec.latent_dim,
+        "weights_sha256": digest,
+        "metrics": {k: metrics[k] for k in ("train_mse", "test_mse", "test_baseline_mse", "test_mse_ratio", "test_used_codes", "test_perplexity")},
+    }
+    lines = ["---", *(f"{k}: {json.dumps(v)}" for k, v in front.items()), "---", ""]
+    lines += [
+        f"# MAQ macro-action codebook: {meta['task']} (H={spec.H}, K={spec.K})",
+        "",
+        "A state-conditioned VQ-VAE (Macro Action Quantization, NeurIPS 2025) that distills demonstrations",
+        f"into {spec.K} macro actions of {spec.H} steps. `encode(obs, macro) -> code`, `decode(obs, code) -> macro` (action units).",
+        "",
+        "## Data",
+        f"- source: `{meta['source']}` (sha256 `{meta['source_sha256']}`)",
+        f"- windows: {metrics['n_train_windows']} train / {metrics['n_test_windows']} test (whole episodes held out)",
+        "",
+        "## Architecture",
+        f"- encoder MLP (S+H·A = {spec.obs_dim}+{spec.H}·{spec.action_dim}) → {spec.hidden} → {spec.hidden} → {spec.hidden} → D={spec.latent_dim}; codebook {spec.K} × {spec.latent_dim}",
+        f"- decoder MLP (S+D) → {spec.hidden} → {spec.hidden} → H·A = {spec.H * spec.action_dim}, linear output",
+        f"- loss: recon MSE + codebook MSE + {cfg.beta} · commitment MSE{' (codes by EMA, no codebook loss)' if cfg.ema else ''}",
+        "",
+        "## Metrics (test windows unless said; MSE in action units)",
+        "| metric | value |",
+        "|---|---|",
+        f"| train recon MSE | {metrics['train_mse']:.5f} |",
+        f"| test recon MSE | {metrics['test_mse']:.5f} |",
+        f"| mean-macro baseline MSE (train mean macro) | {metrics['test_baseline_mse']:.5f} |",
+        f"| ratio test / baseline | {metrics['test_mse_ratio']:.3f} |",
+        f"| used codes | {metrics['test_used_codes']} / {spec.K} |",
+        f"| perplexity | {metrics['test_perplexity']:.2f} |",
+        f"| most used code share | {share.max():.3f} |",
+        f"| least used code share | {share.min():.3f} |",
+        "",
+        f"Code counts on test windows: {counts}",
+        "",
+        "## Training",
+        "```json",
+        json.dumps(section_to_dict(cfg), indent=1),
+        "```",
+        "",
+        "## Fixes over the official MAQ code",
+        *(f"- {fix}" for fix in FIXES),
+        "",
+        "## Reproduce",
+        f"`dvc repro codebook@{meta['task']}` (params: the `codebook` section of params.yaml).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def curve_csv(history: list[dict]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(history[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    return out.getvalue()
+
+
+def run_codebook(
+    task: str,
+    cfg: CodebookConfig,
+    prepared_dir: str | Path,
+    out_dir: str | Path,
+    metrics_path: str | Path,
+    plots_path: str | Path,
+    checkpoint_dir: str | Path,
+    progress: bool = True,
+) -> tuple[TrainResult, dict]:
+    """Train, evaluate and write everything the stage declares; remove the checkpoint at the end."""
+    prepared = load_prepared(prepared_dir)
+    if prepared.meta["task"] != task:
+        raise ValueError(f"{prepared_dir}/meta.json is for task {prepared.meta['task']!r}, not {task!r}")
+    train, test = make_windows(prepared.train, cfg.H), make_windows(prepared.test, cfg.H)
+    info = {"task": task, "data_source": prepared.meta["source"], "data_source_sha256": prepared.meta["source_sha256"], "training": section_to_dict(cfg)}
+    result = train_codebook(train, cfg, prepared.stats, test=test, checkpoint_dir=checkpoint_dir, info=info, progress=progress)
+    metrics = evaluate_codebook(result.codebook, train, test)
+    metrics["train_seconds"] = round(result.train_seconds, 2)
+    digest = result.codebook.hash
+    metrics["codebook_sha256"] = digest
+    written = result.codebook.save_pretrained(out_dir, card=make_card(result.codebook, metrics, cfg, prepared.meta, digest))
+    assert written == digest
+    write_json_atomic(metrics_path, {k: v for k, v in metrics.items() if not isinstance(v, list)})  # scalars for `dvc metrics`
+    write_text_atomic(plots_path, curve_csv(result.history))
+    clear_checkpoint(checkpoint_dir)
+    return result, metrics

@@ -1,0 +1,44 @@
+"""Stage `codebook`: distill a task's prepared demonstrations into a VQ-VAE macro-action codebook.
+
+    python -m stages.codebook --task door
+
+Reads params.yaml `codebook` and data/prepared/<task>/; writes models/codebooks/<task>/
+(config.json, model.safetensors, README.md), metrics/codebook/<task>.json and the per-epoch
+training curve plots/codebook/<task>.csv. Resumable: checkpoints go to .checkpoints/codebook/<task>/
+(outside the DVC outs, so `dvc repro` does not delete them) and are removed when the run completes.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pipeline.codebook.run import run_codebook
+from pipeline.config import load_params
+from pipeline.tasks import get_task
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", required=True)
+    task = get_task(parser.parse_args(argv).task).name
+    cfg = load_params().codebook
+    result, m = run_codebook(
+        task,
+        cfg,
+        prepared_dir=Path("data/prepared") / task,
+        out_dir=Path("models/codebooks") / task,
+        metrics_path=Path("metrics/codebook") / f"{task}.json",
+        plots_path=Path("plots/codebook") / f"{task}.csv",
+        checkpoint_dir=Path(".checkpoints/codebook") / task,
+    )
+    resumed = f", resumed at epoch {result.resumed_from}" if result.resumed_from else ""
+    print(
+        f"codebook {task}: H={cfg.H} K={cfg.K} test MSE {m['test_mse']:.4f} (mean-macro baseline {m['test_baseline_mse']:.4f}, "
+        f"ratio {m['test_mse_ratio']:.2f}), {m['test_used_codes']}/{cfg.K} codes used, perplexity {m['test_perplexity']:.1f}, "
+        f"{m['train_seconds']:.0f} s{resumed}, sha256 {m['codebook_sha256'][:12]}"
+    )
+
+
+if __name__ == "__main__":
+    main()
