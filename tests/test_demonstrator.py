@@ -151,3 +151,42 @@ def test_same_seed_same_bytes(relocate_store, tmp_path):
 def test_dataset_id_is_labelled_synthetic():
     for name in DEMONSTRATORS:
         assert get_task(name).synthetic_dataset_id.startswith("synthetic/")
+
+
+# --- door ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def door_episode():
+    from pipeline.demonstrator.dataset import run_episode
+
+    env = make_env("door")
+    episode = run_episode("door", env, seed=0)
+    again = run_episode("door", env, seed=0)
+    env.close()
+    return episode, again
+
+
+def test_door_is_registered():
+    assert get_demonstrator("door").task == "door"
+
+
+def test_door_seeded_episode_opens_the_door(door_episode):
+    episode, _ = door_episode
+    assert episode["success"][-1]  # door hinge ≥ 1.35 rad at the end of the 200-step episode
+    assert np.all(np.abs(episode["actions"]) <= 1.0)
+    assert episode["observations"][-1, 28] >= 1.35  # obs[28] is the door hinge angle
+
+
+def test_door_actions_are_smooth(door_episode):
+    from pipeline.benchmarks.demonstrator import mean_squared_jerk
+
+    actions = door_episode[0]["actions"]
+    random = np.random.default_rng(0).uniform(-1, 1, size=actions.shape)
+    assert mean_squared_jerk(random) / mean_squared_jerk(actions) >= 50
+
+
+def test_door_same_seed_same_episode(door_episode):
+    episode, again = door_episode
+    np.testing.assert_array_equal(episode["actions"], again["actions"])
+    np.testing.assert_array_equal(episode["observations"], again["observations"])
