@@ -1,0 +1,71 @@
+"""Saving and loading an agent: `config.json` + `model.safetensors` in one directory.
+
+`config.json` holds everything needed to rebuild the agent (method, obs size, action space,
+the backend config, the hash of the codebook it acts with) and `format_version`. Weights include
+the temperature and the observation normalizer (buffers). No pickles. An agent saved with a
+codebook hash refuses to load against a codebook with another hash.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from pipeline.agents.base import Agent, space_from_dict, space_to_dict
+from pipeline.io import atomic_path, write_json_atomic
+
+FORMAT_VERSION = 1
+CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
+
+
+def save_agent(agent: Agent, directory: str | Path, codebook_hash: str | None = None) -> Path:
+    """Write `config.json` and `model.safetensors` under `directory` (atomically, each)."""
+    from pipeline.agents import AGENTS
+
+    if agent.method not in AGENTS:
+        raise ValueError(f"agent.method {agent.method!r} is not a registered method; build agents with AGENTS[name]")
+    if AGENTS[agent.method].macro and codebook_hash is None:
+        raise ValueError(f"{agent.method} acts in codes: pass the codebook's hash (codebook_hash=...)")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    weights = {k: v.detach().cpu().contiguous() for k, v in agent.state_dict().items()}
+    with atomic_path(directory / WEIGHTS_FILE) as tmp:
+        save_file(weights, str(tmp))
+    write_json_atomic(directory / CONFIG_FILE, {
+        "format_version": FORMAT_VERSION,
+        "method": agent.method,
+        "obs_dim": agent.obs_dim,
+        "action_space": space_to_dict(agent.action_space),
+        "config": asdict(agent.config),
+        "codebook_hash": codebook_hash,
+    })
+    return directory
+
+
+def load_agent(directory: str | Path, codebook=None, device=None) -> Agent:
+    """Rebuild the agent saved under `directory`. For a method acting in codes, `codebook` (or its
+    hash as a string) must match the one it was trained with."""
+    from pipeline.agents import AGENTS
+
+    directory = Path(directory)
+    meta = json.loads((directory / CONFIG_FILE).read_text())
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{directory}: agent format_version {meta.get('format_version')}, this code reads {FORMAT_VERSION}")
+    method = AGENTS[meta["method"]]
+    if meta["codebook_hash"] is not None:
+        if codebook is None:
+            raise ValueError(f"{directory}: this {method.name} agent acts in codes of codebook {meta['codebook_hash']}; pass it")
+        given = codebook if isinstance(codebook, str) else codebook.content_hash
+        if given != meta["codebook_hash"]:
+            raise ValueError(f"{directory}: agent was trained on codebook {meta['codebook_hash']}, got codebook {given}")
+    agent = method(meta["obs_dim"], space_from_dict(meta["action_space"]), method.config_from_dict(meta["config"]), device)
+    try:
+        weights = load_file(str(directory / WEIGHTS_FILE), device=str(agent.device))
+    except Exception as e:
+        raise ValueError(f"{directory / WEIGHTS_FILE} cannot be read ({e}); re-run the stage that wrote it") from e
+    agent.load_state_dict(weights)
+    return agent

@@ -1,0 +1,263 @@
+"""Contract and unit tests of the RL backends, the replay buffer and the MixedSampler."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from pipeline.agents import AGENTS, PRESETS, load_agent, save_agent
+from pipeline.agents.iql import expectile_loss
+from pipeline.agents.networks import EnsembleLinear, EnsembleMLP
+from pipeline.agents.replay import MixedSampler, ReplayBuffer
+
+torch.set_num_threads(1)
+S, A, K = 5, 3, 4
+EXPECTED = {"sac", "rlpd", "iql", "dsac", "maq_rlpd", "maq_iql", "maq_dsac"}
+
+
+def small(method, **overrides):
+    """The method's own preset, shrunk for speed (ensemble size kept; UTD cut to ≤ 2)."""
+    cfg = method.default_config
+    changes = dict(hidden=(32, 32), batch_size=16)
+    if hasattr(cfg, "utd"):
+        changes["utd"] = min(cfg.utd, 2)
+    return replace(cfg, **{**changes, **overrides})
+
+
+def space_for(method) -> gym.Space:
+    return gym.spaces.Discrete(K) if method.discrete else gym.spaces.Box(-1.0, 1.0, (A,), np.float32)
+
+
+def fake_batch(rng, n, discrete, demo_fraction=0.5) -> dict[str, np.ndarray]:
+    return {
+        "obs": rng.standard_normal((n, S)).astype(np.float32),
+        "action": rng.integers(0, K, n) if discrete else rng.uniform(-1, 1, (n, A)).astype(np.float32),
+        "reward": rng.standard_normal(n).astype(np.float32),
+        "next_obs": rng.standard_normal((n, S)).astype(np.float32),
+        "terminal": rng.random(n) < 0.2,
+        "steps": rng.integers(1, 4, n),
+        "demo": rng.random(n) < demo_fraction,
+    }
+
+
+def build(name, **overrides):
+    method = AGENTS[name]
+    torch.manual_seed(0)
+    return method(S, space_for(method), small(method, **overrides), device="cpu")
+
+
+def test_registry_has_the_six_methods_and_the_dsac_backend():
+    assert set(AGENTS) == EXPECTED
+    assert {n for n, m in AGENTS.items() if m.macro} == {"maq_rlpd", "maq_iql", "maq_dsac"}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_contract(name, tmp_path):
+    agent = build(name)
+    method = AGENTS[name]
+    rng = np.random.default_rng(0)
+    before = {k: v.clone() for k, v in agent.state_dict().items()}
+    for _ in range(3):
+        losses = agent.update(fake_batch(rng, agent.update_batch_size, method.discrete))
+        assert losses and all(isinstance(v, float) and np.isfinite(v) for v in losses.values()), losses
+    changed = [k for k, v in agent.state_dict().items() if not torch.equal(v, before[k])]
+    assert any(k.startswith("critic.") for k in changed) and any(k.startswith("actor.") for k in changed)
+
+    obs = rng.standard_normal((7, S)).astype(np.float32) * 3
+    for deterministic in (False, True):
+        single, batch = agent.act(obs[0], deterministic), agent.act(obs, deterministic)
+        if method.discrete:
+            assert isinstance(single, int) and 0 <= single < K
+            assert batch.shape == (7,) and batch.min() >= 0 and batch.max() < K
+        else:
+            assert single.shape == (A,) and batch.shape == (7, A)
+            assert np.all(np.abs(batch) <= 1.0) and np.all(np.isfinite(batch))
+
+    # save → load is bit-exact and acts identically
+    save_agent(agent, tmp_path / "agent", codebook_hash="cb-1" if method.macro else None)
+    loaded = load_agent(tmp_path / "agent", codebook="cb-1" if method.macro else None, device="cpu")
+    assert loaded.method == name and loaded.config == agent.config
+    for k, v in agent.state_dict().items():
+        assert torch.equal(v, loaded.state_dict()[k]), k
+    np.testing.assert_array_equal(loaded.act(obs, True), agent.act(obs, True))
+
+
+def test_macro_agent_refuses_another_codebook(tmp_path):
+    agent = build("maq_dsac")
+    with pytest.raises(ValueError, match="codebook"):
+        save_agent(agent, tmp_path / "a")  # a code agent without its codebook's hash
+    save_agent(agent, tmp_path / "a", codebook_hash="cb-1")
+    with pytest.raises(ValueError, match="trained on codebook cb-1"):
+        load_agent(tmp_path / "a", codebook="cb-2")
+
+
+def test_truncated_weights_file_raises_a_clear_error(tmp_path):
+    save_agent(build("sac"), tmp_path / "a")
+    path = tmp_path / "a" / "model.safetensors"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match="cannot be read"):
+        load_agent(tmp_path / "a")
+
+
+@pytest.mark.parametrize("name", ["rlpd", "maq_rlpd"])
+def test_rlpd_ensemble_is_one_batched_module(name):
+    agent = build(name)
+    assert agent.config.n_critics == 10 and agent.config.critic_subset == 2 and agent.config.critic_layer_norm
+    assert isinstance(agent.critic, EnsembleMLP)
+    assert not any(isinstance(m, (nn.ModuleList, nn.Linear)) for m in agent.critic.modules())
+    linears = [m for m in agent.critic.modules() if isinstance(m, EnsembleLinear)]
+    assert len(linears) == 3  # one batched layer per depth, not one per member
+    assert all(p.shape[0] == 10 for p in agent.critic.parameters())
+    assert agent.critic(torch.zeros(6, agent.critic.net[0].weight.shape[1])).shape[:2] == (10, 6)
+
+
+def test_rlpd_target_takes_the_min_over_two_random_members():
+    """Target critic member e outputs the constant e; with α ≈ 0 the soft target is the min of the
+    drawn subset: never 9 (the max), sometimes above 0 (so not a min over all), mean ≈ E[min of 2]."""
+    agent = build("rlpd")
+    with torch.no_grad():
+        last = agent.critic_target.net[-1]
+        last.weight.zero_()
+        last.bias.copy_(torch.arange(10.0).view(10, 1, 1))
+        agent.log_alpha.fill_(-50.0)
+    draws = []
+    for _ in range(400):
+        target = agent.soft_value_target(torch.randn(8, S))
+        assert torch.allclose(target, target[0].expand(8), atol=1e-5)  # one subset per batch
+        draws.append(round(target[0].item()))
+    draws = np.array(draws)
+    assert set(draws) <= set(range(9)) and (draws > 0).mean() > 0.6
+    assert draws.mean() == pytest.approx(120 / 45, abs=0.35)  # E[min of 2 distinct of 0..9] = 8/3
+
+
+def test_ensemble_members_subset_matches_the_full_evaluation():
+    torch.manual_seed(0)
+    net = EnsembleMLP(6, 4, (8, 8), 3, layer_norm=True)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.1)  # LayerNorm scales/shifts differ per member
+    x = torch.randn(5, 4)
+    members = torch.tensor([4, 1])
+    torch.testing.assert_close(net(x, members), net(x)[members])
+    torch.testing.assert_close(net.subset_min(x, 6), net(x).min(0).values)  # subset = all: plain min
+
+
+def test_sac_settings_differ_from_rlpd_only_by_config():
+    sac, rlpd = AGENTS["sac"], AGENTS["rlpd"]
+    assert sac.agent_class is rlpd.agent_class
+    assert (sac.default_config.n_critics, sac.default_config.utd, sac.default_config.target_entropy_scale) == (2, 1, 1.0)
+    assert (rlpd.default_config.utd, rlpd.default_config.target_entropy_scale, rlpd.default_config.init_temperature,
+            rlpd.default_config.offline_ratio) == (20, 0.5, 1.0, 0.5)
+    agent = build("sac")
+    assert agent.target_entropy == -A
+
+
+def test_official_maq_rlpd_preset():
+    method, cfg = PRESETS["maq_rlpd_official"]
+    assert method == "maq_rlpd"
+    assert (cfg.n_critics, cfg.critic_layer_norm, cfg.fixed_temperature, cfg.critic_lr, cfg.update_every,
+            cfg.batch_size, cfg.offline_ratio) == (2, False, 0.2, 1e-3, 8, 128, 0.5)
+    agent = AGENTS[method](S, gym.spaces.Discrete(K), replace(cfg, hidden=(16,), batch_size=8), device="cpu")
+    agent.update(fake_batch(np.random.default_rng(0), 8, True))
+    assert agent.alpha.item() == pytest.approx(0.2)  # fixed, never tuned
+
+
+def test_expectile_loss_hand_computed():
+    diff = torch.tensor([2.0, -1.0, 0.5])
+    # 0.7·4 + 0.3·1 + 0.7·0.25 = 3.275, mean over 3
+    assert expectile_loss(diff, 0.7).item() == pytest.approx(3.275 / 3)
+    assert expectile_loss(diff, 0.5).item() == pytest.approx(0.5 * (4 + 1 + 0.25) / 3)
+
+
+def test_iql_normalizer_statistics_are_saved(tmp_path):
+    agent = build("iql")
+    agent.set_obs_stats(np.arange(S) * 1.0, np.full(S, 2.0))
+    save_agent(agent, tmp_path / "iql")
+    loaded = load_agent(tmp_path / "iql")
+    np.testing.assert_array_equal(loaded.normalizer.mean.numpy(), np.arange(S))
+    np.testing.assert_array_equal(loaded.normalizer.std.numpy(), np.full(S, 2.0))
+
+
+def test_discount_uses_the_steps_a_macro_spanned():
+    agent = build("maq_dsac")
+    torch.testing.assert_close(agent.discount(torch.tensor([1.0, 3.0])), torch.tensor([0.99, 0.99**3]))
+
+
+def bandit_batch(rng, n, discrete):
+    """One-step episodes: obs is ±1 in dim 0; the best discrete action is 1 if obs>0 else 2; the
+    best continuous action is 0.5·sign(obs) in every dim."""
+    batch = fake_batch(rng, n, discrete)
+    sign = np.where(rng.random(n) < 0.5, -1.0, 1.0).astype(np.float32)
+    batch["obs"][:, 0] = sign
+    if discrete:
+        batch["reward"] = (batch["action"] == np.where(sign > 0, 1, 2)).astype(np.float32)
+    else:
+        batch["reward"] = -np.sum((batch["action"] - 0.5 * sign[:, None]) ** 2, axis=1).astype(np.float32)
+    batch["terminal"][:] = True
+    return batch
+
+
+@pytest.mark.parametrize("name,updates", [("dsac", 300), ("maq_iql", 300), ("sac", 800), ("iql", 800)])
+def test_backends_learn_a_contextual_bandit(name, updates):
+    fast = dict(actor_lr=1e-3, critic_lr=1e-3) if not AGENTS[name].discrete else {}
+    agent = build(name, batch_size=64, **fast)
+    rng = np.random.default_rng(1)
+    for _ in range(updates):
+        agent.update(bandit_batch(rng, agent.update_batch_size, AGENTS[name].discrete))
+    obs = np.zeros((2, S), np.float32)
+    obs[:, 0] = [1.0, -1.0]
+    action = agent.act(obs, deterministic=True)
+    if AGENTS[name].discrete:
+        np.testing.assert_array_equal(action, [1, 2])
+    else:
+        # the best action is ±0.5; entropy (SAC) and weighted regression (IQL) shrink it a little
+        signed = action * np.array([[1.0], [-1.0]])
+        assert np.all((signed > 0.25) & (signed < 0.75)), action
+
+
+def test_replay_buffer_wraps_and_samples_reproducibly():
+    space = gym.spaces.Box(-1.0, 1.0, (A,), np.float32)
+    buffers = [ReplayBuffer.for_spaces(5, S, space, seed=3) for _ in range(2)]
+    for buffer in buffers:
+        for i in range(7):
+            buffer.add(obs=np.full(S, i), action=np.zeros(A), reward=i, next_obs=np.zeros(S), terminal=False)
+    assert len(buffers[0]) == 5
+    assert sorted(buffers[0].data["reward"]) == [2, 3, 4, 5, 6]  # the two oldest were overwritten
+    assert np.all(buffers[0].data["steps"] == 1) and not buffers[0].data["demo"].any()
+    a, b = buffers[0].sample(32), buffers[1].sample(32)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    assert set(a["reward"]) <= {2, 3, 4, 5, 6}
+
+
+@pytest.mark.parametrize("ratio,batch_size", [(0.5, 256), (0.25, 64), (0.0, 10), (1.0, 10)])
+def test_mixed_sampler_honours_the_offline_ratio(ratio, batch_size):
+    space = gym.spaces.Discrete(K)
+    offline = ReplayBuffer.for_spaces(100, S, space, seed=0)
+    online = ReplayBuffer.for_spaces(100, S, space, seed=1)
+    offline.add_batch(obs=np.zeros((50, S)), action=np.zeros(50, int), reward=np.ones(50), next_obs=np.zeros((50, S)),
+                      terminal=np.zeros(50, bool), demo=np.ones(50, bool))
+    online.add_batch(obs=np.zeros((30, S)), action=np.zeros(30, int), reward=np.zeros(30), next_obs=np.zeros((30, S)),
+                     terminal=np.zeros(30, bool))
+    sampler = MixedSampler(offline, online, offline_ratio=ratio)
+    for _ in range(5):
+        batch = sampler.sample(batch_size)
+        assert len(batch["reward"]) == batch_size
+        assert batch["reward"].sum() == round(ratio * batch_size)  # reward 1 marks demonstration rows
+        np.testing.assert_array_equal(batch["demo"], batch["reward"] == 1)
+
+
+def test_buffer_from_demonstration_batch_keeps_rows_and_room():
+    rng = np.random.default_rng(0)
+    batch = fake_batch(rng, 20, discrete=True, demo_fraction=1.0)
+    buffer = ReplayBuffer.from_batch(batch, S, gym.spaces.Discrete(K), capacity=50, seed=0)
+    assert len(buffer) == 20 and buffer.capacity == 50
+    np.testing.assert_array_equal(buffer.data["action"][:20], batch["action"])
+    np.testing.assert_array_equal(buffer.data["steps"][:20], batch["steps"])
+    buffer.add(obs=np.zeros(S), action=1, reward=0.0, next_obs=np.zeros(S), terminal=False)
+    assert len(buffer) == 21 and not buffer.data["demo"][20]

@@ -1,0 +1,211 @@
+"""MacroActionEnv and demonstration windows → macro transitions, with a fake codebook."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from pipeline.agents.macro import Codebook, MacroActionEnv, macro_transitions
+from pipeline.data.episodes import Episodes
+from pipeline.data.windows import make_windows
+
+
+class FakeCodebook:
+    """Code k decodes to the constant action `levels[k]` on every step and every dim; encoding
+    picks the level nearest the window's mean action, times a state bit (obs[0] > 0 adds 1 mod K)."""
+
+    def __init__(self, H: int = 3, A: int = 2, levels=(-1.0, -0.5, 0.5, 1.5)):
+        self.H, self.A, self.K = H, A, len(levels)
+        self.levels = np.asarray(levels, dtype=np.float32)
+        self.content_hash = "fake-codebook-1"
+
+    def encode(self, obs, macro):  # (B, S), (B, H, A) → (B,)
+        nearest = np.abs(macro.mean(axis=(1, 2))[:, None] - self.levels[None]).argmin(1)
+        return (nearest + (obs[:, 0] > 0)) % self.K
+
+    def decode(self, obs, code):  # (B, S), (B,) → (B, H, A)
+        return np.broadcast_to(self.levels[np.asarray(code)][:, None, None], (len(code), self.H, self.A)).copy()
+
+
+class CountingEnv(gym.Env):
+    """obs = [t]; reward of step t (0-based) is t + 1; terminates (or truncates) after a known step."""
+
+    def __init__(self, terminate_after: int | None = None, truncate_after: int | None = None):
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self.terminate_after, self.truncate_after = terminate_after, truncate_after
+        self.executed: list[np.ndarray] = []
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.array([0.0], np.float32), {}
+
+    def step(self, action):
+        self.executed.append(np.asarray(action).copy())
+        reward = float(self.t + 1)
+        self.t += 1
+        terminated = self.terminate_after is not None and self.t >= self.terminate_after
+        truncated = self.truncate_after is not None and self.t >= self.truncate_after
+        return np.array([self.t], np.float32), reward, terminated, truncated, {"success": self.t == 2}
+
+
+def test_fake_codebook_satisfies_protocol():
+    assert isinstance(FakeCodebook(), Codebook)
+
+
+def test_step_executes_macro_and_discounts_reward():
+    env = MacroActionEnv(CountingEnv(), FakeCodebook(H=3), gamma=0.9)
+    assert env.action_space == gym.spaces.Discrete(4)
+    env.reset(seed=0)
+    obs, reward, terminated, truncated, info = env.step(2)
+    assert reward == pytest.approx(1 + 0.9 * 2 + 0.81 * 3)  # Σ γ^j r_{t+j}
+    assert info["steps"] == 3 and obs[0] == 3
+    np.testing.assert_array_equal(info["rewards"], [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(info["success"], [False, True, False])
+    np.testing.assert_array_equal(info["actions"], np.full((3, 2), 0.5, np.float32))
+    assert not terminated and not truncated
+    # the next macro continues from the new state: rewards 4, 5, 6
+    _, reward, *_ = env.step(0)
+    assert reward == pytest.approx(4 + 0.9 * 5 + 0.81 * 6)
+
+
+def test_decoded_actions_are_clipped_to_the_env_bounds():
+    inner = CountingEnv()
+    env = MacroActionEnv(inner, FakeCodebook(H=2), gamma=0.99)
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(3)  # level 1.5, outside [-1, 1]
+    np.testing.assert_array_equal(np.stack(inner.executed), np.ones((2, 2), np.float32))
+    np.testing.assert_array_equal(info["actions"], np.ones((2, 2), np.float32))
+
+
+def test_stops_early_at_termination():
+    inner = CountingEnv(terminate_after=5)
+    env = MacroActionEnv(inner, FakeCodebook(H=3), gamma=0.9)
+    env.reset(seed=0)
+    _, _, terminated, _, info = env.step(1)
+    assert not terminated and info["steps"] == 3
+    obs, reward, terminated, truncated, info = env.step(1)
+    assert terminated and not truncated
+    assert info["steps"] == 2 and len(inner.executed) == 5  # the third action is never executed
+    assert reward == pytest.approx(4 + 0.9 * 5)
+
+
+def test_truncation_is_not_termination():
+    env = MacroActionEnv(CountingEnv(truncate_after=4), FakeCodebook(H=3), gamma=0.9)
+    env.reset(seed=0)
+    env.step(0)
+    _, reward, terminated, truncated, info = env.step(0)
+    assert truncated and not terminated
+    assert info["steps"] == 1 and reward == pytest.approx(4.0)
+
+
+def test_gym_time_limit_truncation_is_not_termination():
+    env = MacroActionEnv(gym.wrappers.TimeLimit(CountingEnv(), max_episode_steps=4), FakeCodebook(H=3), gamma=0.9)
+    env.reset(seed=0)
+    env.step(0)
+    _, _, terminated, truncated, info = env.step(0)
+    assert truncated and not terminated and info["steps"] == 1
+
+
+def test_step_rejects_codes_outside_the_codebook():
+    env = MacroActionEnv(CountingEnv(), FakeCodebook(), gamma=0.9)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="outside"):
+        env.step(4)
+
+
+def _episodes(rng) -> Episodes:
+    lengths = [7, 5]
+    T = sum(lengths)
+    obs = rng.standard_normal((T, 3)).astype(np.float32)
+    return Episodes(
+        obs=obs, next_obs=obs + 1.0, actions=rng.uniform(-1, 1, (T, 2)).astype(np.float32),
+        rewards=rng.standard_normal(T).astype(np.float32),
+        terminations=np.array([False] * 6 + [True] + [False] * 5), truncations=np.array([False] * 11 + [True]),
+        offsets=np.array([0, 7, 12]), episode_ids=np.array([0, 1]),
+    )
+
+
+def test_windows_become_macro_transitions_with_the_codebooks_codes():
+    codebook = FakeCodebook(H=3)
+    windows = make_windows(_episodes(np.random.default_rng(0)), H=3, gamma=0.9)
+    tr = macro_transitions(windows, codebook, batch_size=4)  # several chunks
+    expected = codebook.encode(windows.obs, windows.macro)
+    assert len(np.unique(expected)) > 1  # the check below can tell codes apart
+    np.testing.assert_array_equal(tr.code, expected)
+    assert tr.code.dtype == np.int64 and len(tr) == (7 - 3 + 1) + (5 - 3 + 1)
+    np.testing.assert_allclose(tr.reward, windows.reward, rtol=1e-6)
+    np.testing.assert_array_equal(tr.next_obs, windows.next_obs)
+    np.testing.assert_array_equal(tr.steps, np.full(len(tr), 3))
+    np.testing.assert_array_equal(tr.terminal, windows.terminal)
+    assert tr.terminal.sum() == 1  # the window ending on episode 0's terminal step
+    batch = tr.as_batch()
+    np.testing.assert_array_equal(batch["action"], tr.code)
+    assert batch["demo"].all()
+
+
+def test_macro_transitions_reject_a_codebook_with_another_H():
+    windows = make_windows(_episodes(np.random.default_rng(0)), H=2)
+    with pytest.raises(ValueError, match="H=2"):
+        macro_transitions(windows, FakeCodebook(H=3))
+
+
+def test_maq_rlpd_trains_over_codes_with_mixed_batches():
+    """The whole MAQ loop: demo windows → codes → offline buffer; MacroActionEnv online; a
+    MixedSampler feeds maq_rlpd. Buffers record the steps each macro spanned."""
+    from dataclasses import replace
+
+    import torch
+
+    from pipeline.agents import AGENTS
+    from pipeline.agents.replay import MixedSampler, ReplayBuffer
+    from pipeline.agents.train import train_online
+
+    torch.set_num_threads(1)
+    codebook = FakeCodebook(H=3)
+    env = MacroActionEnv(gym.wrappers.TimeLimit(CountingEnv(), max_episode_steps=10), codebook, gamma=0.9)
+    demos = macro_transitions(make_windows(_episodes(np.random.default_rng(0)), H=3, gamma=0.9), codebook)
+    space = env.action_space
+    # the fake env has obs size 1; give the demonstrations the same size
+    batch = demos.as_batch()
+    batch["obs"], batch["next_obs"] = batch["obs"][:, :1], batch["next_obs"][:, :1]
+    offline = ReplayBuffer.from_batch(batch, 1, space)
+    online = ReplayBuffer.for_spaces(100, 1, space, seed=0)
+    method = AGENTS["maq_rlpd"]
+    config = replace(method.default_config, hidden=(16,), batch_size=8, utd=2, warmup_steps=5)
+    agent = method(1, space, config, device="cpu")
+    log = train_online(agent, env, online, 20, sampler=MixedSampler(offline, online, config.offline_ratio), seed=0)
+    assert log.updates == 15 and all(np.isfinite(v) for v in log.last_losses.values())
+    # episodes of 10 env steps = macros of 3, 3, 3, 1; undiscounted return 1 + … + 10
+    assert log.episode_returns[:4] == [55.0] * 4
+    np.testing.assert_array_equal(online.data["steps"][:4], [3, 3, 3, 1])
+    assert not online.data["terminal"][:20].any()  # time limits are not terminations
+
+
+@pytest.mark.parametrize("name", ["sac", "rlpd", "iql", "dsac", "maq_rlpd", "maq_iql", "maq_dsac"])
+def test_training_loop_runs_every_method(name):
+    """`train_online` drives each registered method; discrete ones act in codes."""
+    from dataclasses import replace
+
+    import torch
+
+    from pipeline.agents import AGENTS
+    from pipeline.agents.replay import MixedSampler, ReplayBuffer
+    from pipeline.agents.train import evaluate, train_online
+
+    torch.set_num_threads(1)
+    method = AGENTS[name]
+    env = gym.wrappers.TimeLimit(CountingEnv(), max_episode_steps=6)
+    if method.discrete:
+        env = MacroActionEnv(env, FakeCodebook(H=3), gamma=0.9)
+    cfg = method.default_config
+    config = replace(cfg, hidden=(16,), batch_size=4, warmup_steps=3, **({"utd": 2} if hasattr(cfg, "utd") else {}))
+    agent = method(1, env.action_space, config, device="cpu")
+    online = ReplayBuffer.for_spaces(50, 1, env.action_space, seed=0)
+    sampler = MixedSampler(online, online, config.offline_ratio) if config.offline_ratio else None
+    log = train_online(agent, env, online, 12, sampler=sampler, seed=0)
+    assert log.updates == 9 and all(np.isfinite(v) for v in log.last_losses.values())
+    assert log.episode_returns[0] == 21.0  # 1 + … + 6, whatever the agent did
+    assert evaluate(agent, env, episodes=2) == 21.0
