@@ -2,6 +2,7 @@
 
     python -m pipeline.benchmarks.agents speed                    # (a) RLPD update speed, CPU (+ CUDA)
     python -m pipeline.benchmarks.agents learn --methods sac,dsac # (b) sanity: do backends learn?
+    python -m pipeline.benchmarks.agents offline                  # (c) offline → online, MAQ over codes
 
 (a) times `rlpd` update rounds (E=10 critics, batch 256, UTD 20: 20 critic steps + 1 actor step)
 and reports rounds/s and critic gradient steps/s.
@@ -11,6 +12,9 @@ time: sac / rlpd / iql (online from scratch) on Pendulum-v1 (bar −200), dsac o
 (bar 475), and maq_dsac on Pendulum-v1 acting through MacroActionEnv with a hand-made constant-torque
 codebook (H=3, K=9; steps are macro steps). RLPD runs online only here (no demonstrations exist for Pendulum) and with
 `--rlpd-utd` (default 20) critic steps per env step.
+(c) trains SAC on Pendulum to the bar, records 25 stochastic episodes as demonstrations, and runs
+iql (offline → online), maq_iql (windows → codes → offline → online) and maq_rlpd (50/50 batches)
+over ConstantCodebook's codes, printing evaluation returns.
 Run with `nice -n 10`; every run is bounded by its budget and `--max-minutes`.
 """
 
@@ -25,9 +29,12 @@ import numpy as np
 import torch
 
 from pipeline.agents import AGENTS
-from pipeline.agents.macro import MacroActionEnv
-from pipeline.agents.replay import ReplayBuffer
-from pipeline.agents.train import train_online
+from pipeline.agents.macro import MacroActionEnv, macro_transitions
+from pipeline.agents.replay import MixedSampler, ReplayBuffer
+from pipeline.agents.sac import SAC_CONFIG
+from pipeline.agents.train import evaluate, train_online
+from pipeline.data.episodes import Episodes
+from pipeline.data.windows import make_windows
 
 # method → (env id, bar, step budget, config overrides for this small task)
 LEARN = {
@@ -130,11 +137,83 @@ def bench_learn(method: str, seed: int, max_minutes: float, rlpd_utd: int, budge
     print(f"      eval curve: {[(s, round(r, 1)) for s, r in log.evaluations]}")
 
 
+def collect_episodes(agent, env: gym.Env, episodes: int, seed: int) -> Episodes:
+    """Roll out `agent` (stochastic) for `episodes` episodes into an `Episodes` set."""
+    obs_l, next_l, act_l, rew_l, term_l, trunc_l, offsets = [], [], [], [], [], [], [0]
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        done = False
+        while not done:
+            action = agent.act(obs, deterministic=False)
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            obs_l.append(obs); next_l.append(next_obs); act_l.append(action); rew_l.append(reward)
+            term_l.append(terminated); trunc_l.append(truncated and not terminated)
+            obs, done = next_obs, terminated or truncated
+        offsets.append(len(obs_l))
+    return Episodes(obs=np.asarray(obs_l, np.float32), next_obs=np.asarray(next_l, np.float32),
+                    actions=np.asarray(act_l, np.float32), rewards=np.asarray(rew_l, np.float32),
+                    terminations=np.asarray(term_l), truncations=np.asarray(trunc_l),
+                    offsets=np.asarray(offsets), episode_ids=np.arange(episodes))
+
+
+def bench_offline(seed: int, offline_updates: int, online_steps: int, maq_rlpd_utd: int, max_minutes: float) -> None:
+    """Demonstrations from a SAC agent trained to the bar on Pendulum, then: iql offline→online,
+    maq_iql offline→online and maq_rlpd (50/50 demo/online) over ConstantCodebook's codes."""
+    torch.manual_seed(seed)
+    env, eval_env = make_small_env("Pendulum-v1"), make_small_env("Pendulum-v1")
+    S = env.observation_space.shape[0]
+    sac = AGENTS["sac"](S, env.action_space, replace(SAC_CONFIG, warmup_steps=1_000), device="cpu")
+    log = train_online(sac, env, ReplayBuffer.for_spaces(20_000, S, env.action_space, seed), 20_000, seed=seed,
+                       eval_env=eval_env, eval_every=1_000, eval_episodes=10, stop=lambda log: log.evaluations[-1][1] >= -200,
+                       time_limit_s=60 * max_minutes)
+    demos = collect_episodes(sac, env, 25, seed=1_000)
+    print(f"demonstrator: sac eval {log.evaluations[-1][1]:.1f} after {log.steps} steps ({log.wall_s:.0f} s); "
+          f"25 demo episodes, mean return {demos.returns().mean():.1f}")
+    codebook = ConstantCodebook(A=1)
+    macro_demos = macro_transitions(make_windows(demos, codebook.H, gamma=0.99), codebook)
+    macro_env, macro_eval = MacroActionEnv(env, codebook, 0.99), MacroActionEnv(eval_env, codebook, 0.99)
+    print(f"macro demos: {len(macro_demos)} windows, codes used {np.bincount(macro_demos.code, minlength=codebook.K).tolist()}")
+    steps_1 = {"obs": demos.obs, "action": demos.actions, "reward": demos.rewards, "next_obs": demos.next_obs,
+               "terminal": demos.terminations, "demo": np.ones(demos.n_steps, bool)}
+
+    for name, run_env, run_eval, batch in [("iql", env, eval_env, steps_1),
+                                           ("maq_iql", macro_env, macro_eval, macro_demos.as_batch())]:
+        entry = AGENTS[name]
+        agent = entry(S, run_env.action_space, device="cpu")
+        agent.set_obs_stats(demos.obs.mean(0), demos.obs.std(0))
+        buffer = ReplayBuffer.from_batch(batch, S, run_env.action_space, capacity=len(batch["obs"]) + online_steps, seed=seed)
+        start = time.perf_counter()
+        for _ in range(offline_updates):
+            agent.update(buffer.sample(agent.update_batch_size))
+        offline_return, offline_s = evaluate(agent, run_eval, 10, seed=10_000), time.perf_counter() - start
+        log = train_online(agent, run_env, buffer, online_steps, seed=seed, time_limit_s=60 * max_minutes)
+        print(f"{name:8s} offline {offline_updates} updates: eval {offline_return:8.1f} ({offline_s:.0f} s); "
+              f"+ {log.steps} online steps: eval {evaluate(agent, run_eval, 10, seed=10_000):8.1f} ({log.wall_s:.0f} s)")
+
+    entry = AGENTS["maq_rlpd"]
+    config = replace(entry.default_config, utd=maq_rlpd_utd, warmup_steps=0)
+    agent = entry(S, macro_env.action_space, config, device="cpu")
+    offline = ReplayBuffer.from_batch(macro_demos.as_batch(), S, macro_env.action_space, seed=seed)
+    online = ReplayBuffer.for_spaces(online_steps, S, macro_env.action_space, seed=seed)
+    online.add_batch(**{k: v[:1] for k, v in macro_demos.as_batch().items()})  # not empty at the first update
+    log = train_online(agent, macro_env, online, online_steps, sampler=MixedSampler(offline, online, config.offline_ratio),
+                       seed=seed, eval_env=macro_eval, eval_every=online_steps // 5, eval_episodes=10,
+                       time_limit_s=60 * max_minutes)
+    print(f"maq_rlpd 50/50 demo/online, utd {maq_rlpd_utd}, no warm-up: eval curve (macro step, return) "
+          f"{[(s, round(r, 1)) for s, r in log.evaluations]} ({log.wall_s:.0f} s)")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
     speed = sub.add_parser("speed", help="(a) rlpd update rounds/s")
     speed.add_argument("--seconds", type=float, default=20.0)
+    offline = sub.add_parser("offline", help="(c) demos from SAC on Pendulum → iql, maq_iql, maq_rlpd")
+    offline.add_argument("--seed", type=int, default=0)
+    offline.add_argument("--offline-updates", type=int, default=5_000)
+    offline.add_argument("--online-steps", type=int, default=1_000, help="agent (macro) steps after offline")
+    offline.add_argument("--maq-rlpd-utd", type=int, default=5)
+    offline.add_argument("--max-minutes", type=float, default=3.0, help="per training run")
     learn = sub.add_parser("learn", help="(b) sanity: backends reach the bar")
     learn.add_argument("--methods", default="sac,dsac", help=f"comma list from {sorted(LEARN)}")
     learn.add_argument("--seed", type=int, default=0)
@@ -151,6 +230,8 @@ def main(argv=None) -> None:
             bench_speed("cuda", seconds=args.seconds)
         else:
             print("no CUDA device: CUDA speed not measured")
+    elif args.what == "offline":
+        bench_offline(args.seed, args.offline_updates, args.online_steps, args.maq_rlpd_utd, args.max_minutes)
     else:
         for method in args.methods.split(","):
             bench_learn(method, args.seed, args.max_minutes, args.rlpd_utd, args.budget, args.warmup, args.eval_every)
