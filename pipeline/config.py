@@ -113,6 +113,79 @@ class CodebookConfig(Section):
     checkpoint_every: int  # epochs between resumable checkpoints (0: never)
     threads: int  # torch CPU threads (1 beside other jobs; 0 leaves torch's default)
     device: str  # "auto" (cuda when available, else cpu), "cpu" or "cuda"
+    source: str  # "train" (this stage trains it), or "hub:<repo>@<revision>" (pull a pretrained codebook)
+
+
+@dataclass(frozen=True)
+class Methods(Section):
+    """The methods the DAG trains on every task (names of pipeline.agents.AGENTS), in two groups
+    because they depend on different things: a codebook change retrains only the MAQ methods."""
+
+    baselines: tuple[str, ...]  # act in the env's continuous actions: sac, rlpd, iql
+    maq: tuple[str, ...]  # act in codes of the task's codebook: maq_rlpd, maq_iql, maq_dsac
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return self.baselines + self.maq
+
+
+@dataclass(frozen=True)
+class FinetuneConfig(Section):
+    """Training every agent (`finetune` stage, one run per task × method × seed). Budgets are in env
+    steps for every method (a macro step counts the h ≤ H env steps it executed), so methods get
+    the same interaction budget. Paper budget: 1e6 env steps, 1e6 offline updates."""
+
+    env_steps: int  # online env steps per run
+    offline_updates: int  # updates on the demonstrations alone before going online (iql, maq_iql)
+    eval_every: int  # env steps between learning-curve evaluations (and one at the end)
+    eval_episodes: int  # deterministic episodes per learning-curve point
+    checkpoint_every: int  # env steps between resumable checkpoints (0: never)
+    threads: int  # torch CPU threads (1 beside the simulator; 0 leaves torch's default)
+    device: str  # "auto", "cpu" or "cuda"
+
+
+@dataclass(frozen=True)
+class AgentOverrides(Section):
+    """Per-method changes to the backend config defaults (pipeline/agents/*_CONFIG), as a mapping of
+    config key -> value, e.g. `rlpd: {utd: 20}`. Unknown keys fail when the run starts. The special
+    key `preset` starts from a named preset of pipeline.agents.PRESETS (e.g. maq_rlpd_official)."""
+
+    sac: dict
+    rlpd: dict
+    iql: dict
+    maq_rlpd: dict
+    maq_iql: dict
+    maq_dsac: dict
+
+
+@dataclass(frozen=True)
+class EvaluateConfig(Section):
+    """Evaluating every trained agent (`evaluate` stage) and the similarity anchors (`references`)."""
+
+    episodes: int  # deterministic episodes per agent; episode i of seed s uses env seed 200·s + i (paper: 100)
+    reference_episodes: int  # random-agent episodes (seeds 200·0 + i) anchoring the similarity scores at 0
+    dtw: str  # "exact" (C DTW), or "fastdtw" (the official code's approximate numbers, radius 1)
+
+
+@dataclass(frozen=True)
+class ReportConfig(Section):
+    """Aggregating seeds into tables, plots and videos (`report` stage)."""
+
+    bootstrap_reps: int  # stratified bootstrap resamples for the confidence intervals (rliable)
+    confidence: float  # CI level, e.g. 0.95
+    videos: bool  # render evaluation episodes to video (MUJOCO_GL=egl)
+    video_episodes: int  # episodes rendered per task × method (first seed)
+    video_size: int  # frame width and height in pixels
+
+
+@dataclass(frozen=True)
+class HubConfig(Section):
+    """Publishing to the Hugging Face Hub (`publish` stage). Off by default: nothing is pushed
+    unless `push` is true; the token comes from HF_TOKEN or `hf auth login`, never from here."""
+
+    push: bool  # push codebooks and agents (opt-in)
+    namespace: str  # user or organisation the repos are created under
+    private: bool  # create the repos private
 
 
 @dataclass(frozen=True)
@@ -122,6 +195,13 @@ class Params(Section):
     demos: DemosConfig
     prepare: PrepareConfig
     codebook: CodebookConfig
+    methods: Methods
+    seeds: tuple[int, ...]  # training seeds of every task × method (paper: 1, 10, 100)
+    finetune: FinetuneConfig
+    agents: AgentOverrides
+    evaluate: EvaluateConfig
+    report: ReportConfig
+    hub: HubConfig
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -150,6 +230,10 @@ def _check_value(key: str, value, expected) -> object:
         return float(value)
     if expected is int and isinstance(value, int) and not isinstance(value, bool):
         return value
+    if expected is dict and isinstance(value, dict):
+        return dict(value)
+    if expected is dict and value is None:  # an empty YAML mapping written as `key:`
+        return {}
     if expected in (bool, str) and isinstance(value, expected):
         return value
     raise ParamsError(f"params key '{key}' must be {getattr(expected, '__name__', expected)}, got {value!r}")
@@ -183,6 +267,14 @@ def parse_params(raw: dict) -> Params:
     for name in object.__getattribute__(params, "tasks"):  # not a stage's read: not recorded
         if name not in TASKS:
             raise ParamsError(f"params key 'tasks' names unknown task {name!r}; known: {', '.join(TASKS)}")
+    from pipeline.agents import AGENTS
+
+    methods = object.__getattribute__(params, "methods")
+    for group, macro in (("baselines", False), ("maq", True)):
+        fits = [name for name, m in AGENTS.items() if m.macro == macro and name != "dsac"]
+        for name in object.__getattribute__(methods, group):
+            if name not in fits:
+                raise ParamsError(f"params key 'methods.{group}' names {name!r}, which is not one of {', '.join(fits)}")
     return params
 
 

@@ -12,7 +12,9 @@ human test episodes (`pipeline.metrics`).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -37,6 +39,7 @@ class ChunkPolicy(Protocol):
 class Trajectory:
     seed: int  # env reset seed
     obs: np.ndarray  # (T, S) observation before each step
+    next_obs: np.ndarray  # (T, S) observation after each step
     actions: np.ndarray  # (T, A) executed actions
     rewards: np.ndarray  # (T,) D4RL rewards
     success: np.ndarray  # (T,) the env's per-step success flag
@@ -64,13 +67,14 @@ def rollout(task: str, policy: ChunkPolicy, seeds: list[int], progress: bool = T
     trajectories = []
     for seed in tqdm(seeds, desc=f"evaluate {task}", disable=not progress, unit="ep"):
         obs, _ = env.reset(seed=seed)
-        record = {"obs": [], "actions": [], "rewards": [], "success": []}
+        record = {"obs": [], "next_obs": [], "actions": [], "rewards": [], "success": []}
         terminated = truncated = False
         while not (terminated or truncated):
             chunk = np.asarray(policy.act_chunk(obs), dtype=np.float32).reshape(-1, env.action_space.shape[0])  # (n, A)
             for action in chunk:
                 record["obs"].append(obs)
                 obs, reward, terminated, truncated, info = env.step(action)
+                record["next_obs"].append(obs)
                 record["actions"].append(action)
                 record["rewards"].append(reward)
                 record["success"].append(bool(info["success"]))
@@ -80,6 +84,7 @@ def rollout(task: str, policy: ChunkPolicy, seeds: list[int], progress: bool = T
             Trajectory(
                 seed=seed,
                 obs=np.asarray(record["obs"], dtype=np.float32),
+                next_obs=np.asarray(record["next_obs"], dtype=np.float32),
                 actions=np.asarray(record["actions"], dtype=np.float32),
                 rewards=np.asarray(record["rewards"], dtype=np.float64),
                 success=np.asarray(record["success"], dtype=bool),
@@ -96,12 +101,13 @@ def human_reference(test: Episodes) -> tuple[list[np.ndarray], list[np.ndarray]]
 
 
 def episode_metrics(task: str, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, success: np.ndarray,
-                    human_obs: list[np.ndarray], human_actions: list[np.ndarray]) -> dict:
-    """Every per-episode number of the report, for one episode (agent, random or human)."""
+                    human_obs: list[np.ndarray], human_actions: list[np.ndarray], dtw: str = "exact") -> dict:
+    """Every per-episode number of the report, for one episode (agent, random or human).
+    `dtw`: "exact", or "fastdtw" (the official code's approximation)."""
     spec = get_task(task)
     episode_return = float(np.sum(rewards))
-    dtw_state_mean, min_dtw_state = metrics.dtw_to_references(obs, human_obs)
-    dtw_action_mean, min_dtw_action = metrics.dtw_to_references(actions, human_actions)
+    dtw_state_mean, min_dtw_state = metrics.dtw_to_references(obs, human_obs, dtw)
+    dtw_action_mean, min_dtw_action = metrics.dtw_to_references(actions, human_actions, dtw)
     return {
         "raw_reward": episode_return,
         "normalized_score": float(spec.normalized_score(episode_return)),
@@ -120,12 +126,13 @@ def episode_metrics(task: str, obs: np.ndarray, actions: np.ndarray, rewards: np
     }
 
 
-def trajectory_metrics(task: str, trajectories: list[Trajectory], test: Episodes, progress: bool = True) -> list[dict]:
+def trajectory_metrics(task: str, trajectories: list[Trajectory], test: Episodes, progress: bool = True,
+                       dtw: str = "exact") -> list[dict]:
     human_obs, human_actions = human_reference(test)
     rows = []
     for t in tqdm(trajectories, desc=f"metrics {task}", disable=not progress, unit="ep"):
-        row = {"seed": t.seed, "terminated": t.terminated}
-        row.update(episode_metrics(task, t.obs, t.actions, t.rewards, t.success, human_obs, human_actions))
+        row = {"env_seed": t.seed, "terminated": t.terminated}
+        row.update(episode_metrics(task, t.obs, t.actions, t.rewards, t.success, human_obs, human_actions, dtw))
         rows.append(row)
     return rows
 
@@ -158,15 +165,16 @@ def summarize(rows: list[dict], horizon: int) -> dict:
     return out
 
 
-def similarity_references(task: str, train: Episodes, test: Episodes, seeds: list[int], progress: bool = True) -> dict:
+def similarity_references(task: str, train: Episodes, test: Episodes, seeds: list[int], progress: bool = True,
+                          dtw: str = "exact") -> dict:
     """The anchors of the similarity scores, per distance: `random` (uniform random actions on
     the evaluation seeds) and `human` (the human train episodes against the human test episodes)."""
     human_obs, human_actions = human_reference(test)
-    random_rows = trajectory_metrics(task, rollout(task, UniformRandomPolicy(train.action_dim, seed=0), seeds, progress), test, progress)
+    random_rows = trajectory_metrics(task, rollout(task, UniformRandomPolicy(train.action_dim, seed=0), seeds, progress), test, progress, dtw)
     human_rows = [
         episode_metrics(task, train.obs[s], train.actions[s], train.rewards[s],
                         train.success[s] if train.success is not None else np.zeros(s.stop - s.start, bool),
-                        human_obs, human_actions)
+                        human_obs, human_actions, dtw)
         for s in train.episode_slices()
     ]
     return {
@@ -181,3 +189,96 @@ def similarity_scores(summary: dict, references: dict) -> dict:
         f"{name}_similarity": float(metrics.similarity_score(summary[f"{name}_agg_mean"], ref["random"], ref["human"]))
         for name, ref in references.items()
     }
+
+
+# -- the evaluate and references stages --------------------------------------------------------
+class AgentPolicy:
+    """A trained agent as a ChunkPolicy with deterministic actions: one action for continuous
+    agents; for MAQ agents, the decoded macro action of the chosen code, clipped to [-1, 1] as
+    `MacroActionEnv` does in training. Counts the codes played (`code_counts`)."""
+
+    def __init__(self, agent, codebook=None):
+        self.agent, self.codebook = agent, codebook
+        self.code_counts = np.zeros(codebook.K, dtype=np.int64) if codebook is not None else None
+
+    def act_chunk(self, obs: np.ndarray) -> np.ndarray:
+        if self.codebook is None:
+            return np.asarray(self.agent.act(obs, deterministic=True), dtype=np.float32)[None]  # (1, A)
+        code = int(self.agent.act(obs, deterministic=True))
+        self.code_counts[code] += 1
+        macro = self.codebook.decode(np.asarray(obs, np.float32)[None], np.array([code]))[0]  # (H, A)
+        return np.clip(macro, -1.0, 1.0)
+
+
+def trajectories_to_episodes(trajectories: list[Trajectory]) -> Episodes:
+    """Evaluation episodes in the project's episode format; `episode_ids` hold the env seeds, so
+    `make_env(task).reset(seed=id)` and the stored actions replay an episode exactly."""
+    return Episodes.from_trajectories(
+        [{"observations": t.obs, "next_observations": t.next_obs, "actions": t.actions, "rewards": t.rewards,
+          "terminals": (np.arange(len(t.actions)) == len(t.actions) - 1) & t.terminated, "success": t.success}
+         for t in trajectories],
+        episode_ids=[t.seed for t in trajectories],
+    )
+
+
+# Scalars of a run's summary that go to `dvc metrics` (the full summary stays in summary.json).
+TRACKED_METRICS = (
+    "normalized_score_mean", "success_rate", "success_ever_rate", "success_held_rate", "raw_reward_mean",
+    "early_termination_rate", "dtw_state_mean_agg_mean", "dtw_action_mean_agg_mean", "w1_state_agg_mean",
+    "w1_action_agg_mean", *(f"{name}_similarity" for name in DISTANCES),
+)
+
+
+def run_references(task: str, cfg, prepared_dir: str | Path, out_path: str | Path, progress: bool = True) -> dict:
+    """Compute and store the similarity anchors of a task (random agent and human vs human)."""
+    from pipeline.data.prepare import load_prepared
+    from pipeline.io import write_json_atomic
+
+    train, test, _ = load_prepared(Path(prepared_dir))
+    references = similarity_references(task, train, test, episode_seeds(0, cfg.reference_episodes), progress, cfg.dtw)
+    write_json_atomic(out_path, {"dtw": cfg.dtw, "random_episodes": cfg.reference_episodes, "distances": references})
+    return references
+
+
+def load_references(path: str | Path, dtw: str) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no similarity references at {path}; run `dvc repro references` first")
+    data = json.loads(path.read_text())
+    if data["dtw"] != dtw:
+        raise ValueError(f"{path} was computed with dtw={data['dtw']!r} but evaluate.dtw is {dtw!r}; re-run `dvc repro references`")
+    return data["distances"]
+
+
+def run_evaluate(task: str, method: str, seed: int, cfg, *, agent_dir: str | Path, codebook_dir: str | Path | None,
+                 prepared_dir: str | Path, references_path: str | Path, out_dir: str | Path, metrics_path: str | Path,
+                 progress: bool = True) -> dict:
+    """Evaluate one trained agent by the protocol and write the `evaluate` stage's outputs:
+    out_dir/episodes.parquet (per-episode metrics), trajectories.safetensors, summary.json, and
+    the tracked scalars at `metrics_path`."""
+    import polars as pl
+
+    from pipeline.agents import load_agent
+    from pipeline.codebook import Codebook
+    from pipeline.data.prepare import load_prepared
+    from pipeline.io import atomic_path, write_json_atomic
+
+    codebook = Codebook.from_pretrained(codebook_dir) if codebook_dir is not None else None
+    agent = load_agent(agent_dir, codebook=codebook, device="cpu")
+    _, test, _ = load_prepared(Path(prepared_dir))
+    references = load_references(references_path, cfg.dtw)
+    policy = AgentPolicy(agent, codebook)
+    trajectories = rollout(task, policy, episode_seeds(seed, cfg.episodes), progress)
+    rows = trajectory_metrics(task, trajectories, test, progress, cfg.dtw)
+    summary = {"task": task, "method": method, "seed": seed, "dtw": cfg.dtw, **summarize(rows, get_task(task).horizon)}
+    summary.update(similarity_scores(summary, references))
+    summary["code_counts"] = policy.code_counts.tolist() if policy.code_counts is not None else None
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / "episodes.parquet") as tmp:
+        pl.DataFrame(rows).write_parquet(tmp)
+    trajectories_to_episodes(trajectories).save(out_dir / "trajectories.safetensors")
+    write_json_atomic(out_dir / "summary.json", summary)
+    write_json_atomic(metrics_path, {k: summary[k] for k in TRACKED_METRICS})
+    return summary

@@ -93,14 +93,20 @@ def fastdtw_distance(x: np.ndarray, y: np.ndarray, radius: int = 1) -> float:
     return float(distance)
 
 
-def dtw_to_references(x: np.ndarray, references: list[np.ndarray]) -> tuple[float, float]:
+DTW_METHODS = {"exact": dtw_distance, "fastdtw": fastdtw_distance}
+
+
+def dtw_to_references(x: np.ndarray, references: list[np.ndarray], method: str = "exact") -> tuple[float, float]:
     """DTW of one agent episode x (T, F) against each human trajectory (U_k, F): (mean, min).
 
     These are one episode's `dtw_*_mean` and `min_dtw_*` (use states or actions for `*`).
+    `method`: "exact", or "fastdtw" for numbers comparable with the official code's.
     """
     if len(references) == 0:
         raise ValueError("references is empty: need at least one human trajectory")
-    distances = np.array([dtw_distance(x, ref) for ref in references])  # (K,)
+    if method not in DTW_METHODS:
+        raise ValueError(f"unknown DTW method {method!r}; use one of {', '.join(DTW_METHODS)}")
+    distances = np.array([DTW_METHODS[method](x, ref) for ref in references])  # (K,)
     return float(distances.mean()), float(distances.min())
 
 

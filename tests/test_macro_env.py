@@ -18,7 +18,7 @@ class FakeCodebook:
     def __init__(self, H: int = 3, A: int = 2, levels=(-1.0, -0.5, 0.5, 1.5)):
         self.H, self.A, self.K = H, A, len(levels)
         self.levels = np.asarray(levels, dtype=np.float32)
-        self.content_hash = "fake-codebook-1"
+        self.hash = "fake-codebook-1"
 
     def encode(self, obs, macro):  # (B, S), (B, H, A) → (B,)
         nearest = np.abs(macro.mean(axis=(1, 2))[:, None] - self.levels[None]).argmin(1)

@@ -33,11 +33,11 @@ AGENTS: dict[str, Method] = {
     for m in [
         Method("sac", SAC, SAC_CONFIG, doc="SAC, auto entropy (target −A)"),
         Method("rlpd", SAC, RLPD_CONFIG, doc="RLPD: SAC + 10 LayerNorm critics (min of 2), UTD 20, 50/50 demo batches"),
-        Method("iql", IQL, IQL_CONFIG, doc="IQL, offline then online"),
+        Method("iql", IQL, IQL_CONFIG, offline_phase=True, doc="IQL, offline then online"),
         Method("dsac", DSAC, DSAC_CONFIG, discrete=True, doc="discrete SAC backend"),
         Method("maq_rlpd", DSAC, MAQ_RLPD_CONFIG, discrete=True, macro=True, doc="discrete SAC over codes with the RLPD recipe"),
         Method("maq_dsac", DSAC, MAQ_DSAC_CONFIG, discrete=True, macro=True, doc="discrete SAC over codes, online only"),
-        Method("maq_iql", DiscreteIQL, MAQ_IQL_CONFIG, discrete=True, macro=True, doc="discrete IQL over codes + KL to a code prior"),
+        Method("maq_iql", DiscreteIQL, MAQ_IQL_CONFIG, discrete=True, macro=True, offline_phase=True, doc="discrete IQL over codes + KL to a code prior"),
     ]
 }
 

@@ -22,8 +22,9 @@ FORMAT_VERSION = 1
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 
 
-def save_agent(agent: Agent, directory: str | Path, codebook_hash: str | None = None) -> Path:
-    """Write `config.json` and `model.safetensors` under `directory` (atomically, each)."""
+def save_agent(agent: Agent, directory: str | Path, codebook_hash: str | None = None, info: dict | None = None) -> Path:
+    """Write `config.json` and `model.safetensors` under `directory` (atomically, each). `info`
+    (provenance: task, seed, data, budget) is stored in config.json under "info"."""
     from pipeline.agents import AGENTS
 
     if agent.method not in AGENTS:
@@ -42,6 +43,7 @@ def save_agent(agent: Agent, directory: str | Path, codebook_hash: str | None = 
         "action_space": space_to_dict(agent.action_space),
         "config": asdict(agent.config),
         "codebook_hash": codebook_hash,
+        "info": info or {},
     })
     return directory
 
@@ -59,7 +61,7 @@ def load_agent(directory: str | Path, codebook=None, device=None) -> Agent:
     if meta["codebook_hash"] is not None:
         if codebook is None:
             raise ValueError(f"{directory}: this {method.name} agent acts in codes of codebook {meta['codebook_hash']}; pass it")
-        given = codebook if isinstance(codebook, str) else codebook.content_hash
+        given = codebook if isinstance(codebook, str) else codebook.hash
         if given != meta["codebook_hash"]:
             raise ValueError(f"{directory}: agent was trained on codebook {meta['codebook_hash']}, got codebook {given}")
     agent = method(meta["obs_dim"], space_from_dict(meta["action_space"]), method.config_from_dict(meta["config"]), device)

@@ -69,6 +69,23 @@ class Agent(nn.Module):
         self.config = config
         self.device = torch.device(device)
 
+    def set_obs_stats(self, mean: np.ndarray, std: np.ndarray) -> None:
+        """Store the train split's observation statistics (buffers, saved with the weights).
+        Backends without a `normalizer` submodule (an ObsNormalizer) ignore them."""
+        if self.obs_normalizer is not None:
+            self.obs_normalizer.set_stats(mean, std)
+
+    @property
+    def obs_normalizer(self) -> nn.Module | None:
+        return getattr(self, "normalizer", None)  # a submodule lives in nn.Module's registry, not on the class
+
+    def norm(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.obs_normalizer(obs) if self.obs_normalizer is not None and self.config.normalize_obs else obs
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The backend's optimizers by attribute name (their state goes into resumable checkpoints)."""
+        return {name: value for name, value in vars(self).items() if isinstance(value, torch.optim.Optimizer)}
+
     @property
     def update_batch_size(self) -> int:
         return self.config.batch_size * getattr(self.config, "utd", 1)
@@ -113,8 +130,9 @@ class Method:
     """A registry entry: `AGENTS[name](obs_dim, action_space, config=None, device=None)`.
 
     `config=None` takes `default_config`. `discrete`: the method needs a Discrete action space;
-    `macro`: it acts in codes (its env must be a `MacroActionEnv`). A config's `offline_ratio` > 0
-    says the training loop samples batches with a MixedSampler.
+    `macro`: it acts in codes (its env must be a `MacroActionEnv`). `offline_phase`: the training
+    loop first updates on the demonstrations alone, then keeps them in the online buffer. A
+    config's `offline_ratio` > 0 says the training loop samples batches with a MixedSampler.
     """
 
     name: str
@@ -122,6 +140,7 @@ class Method:
     default_config: Any
     discrete: bool = False  # acts in a Discrete space (codes for MAQ methods)
     macro: bool = False
+    offline_phase: bool = False  # trains on the demonstrations alone before going online (IQL)
     doc: str = ""
 
     @property

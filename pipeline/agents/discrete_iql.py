@@ -67,12 +67,6 @@ class DiscreteIQL(Agent):
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
         self.value_opt = torch.optim.Adam(self.value.parameters(), lr=config.critic_lr)
 
-    def set_obs_stats(self, mean: np.ndarray, std: np.ndarray) -> None:
-        self.normalizer.set_stats(mean, std)
-
-    def norm(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.normalizer(obs) if self.config.normalize_obs else obs
-
     @staticmethod
     def at_code(q: torch.Tensor, code: torch.Tensor) -> torch.Tensor:  # (…, B, K), (B,) → (…, B)
         return q.gather(-1, code.expand(*q.shape[:-1]).unsqueeze(-1)).squeeze(-1)

@@ -83,13 +83,6 @@ class IQL(Agent):
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
         self.value_opt = torch.optim.Adam(self.value.parameters(), lr=config.critic_lr)
 
-    def set_obs_stats(self, mean: np.ndarray, std: np.ndarray) -> None:
-        """Store the train split's observation statistics (buffers, saved with the weights)."""
-        self.normalizer.set_stats(mean, std)
-
-    def norm(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.normalizer(obs) if self.config.normalize_obs else obs
-
     def q_values(self, critic: nn.Module, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         return critic(torch.cat([obs, action], dim=-1)).squeeze(-1)  # (2, B)
 

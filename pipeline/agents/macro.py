@@ -28,7 +28,7 @@ class Codebook(Protocol):
 
     H: int  # macro length
     K: int  # number of codes
-    content_hash: str  # identifies the trained codebook; agents record it
+    hash: str  # sha256 of its weights: identifies the trained codebook; agents record it
 
     def encode(self, obs: np.ndarray, macro: np.ndarray) -> np.ndarray:  # (B, S), (B, H, A) → (B,) int
         ...

@@ -55,7 +55,7 @@ class ConstantCodebook:
     def __init__(self, H: int = 3, K: int = 9, A: int = 1):
         self.H, self.K, self.A = H, K, A
         self.levels = np.linspace(-1.0, 1.0, K, dtype=np.float32)
-        self.content_hash = f"constant-H{H}-K{K}"
+        self.hash = f"constant-H{H}-K{K}"
 
     def encode(self, obs, macro):  # (B, S), (B, H, A) → (B,)
         return np.abs(macro.mean(axis=(1, 2))[:, None] - self.levels).argmin(1)
@@ -211,7 +211,7 @@ def main(argv=None) -> None:
     offline = sub.add_parser("offline", help="(c) demos from SAC on Pendulum → iql, maq_iql, maq_rlpd")
     offline.add_argument("--seed", type=int, default=0)
     offline.add_argument("--offline-updates", type=int, default=5_000)
-    offline.add_argument("--online-steps", type=int, default=1_000, help="agent (macro) steps after offline")
+    offline.add_argument("--online-steps", type=int, default=3_000, help="agent (macro) steps after offline")
     offline.add_argument("--maq-rlpd-utd", type=int, default=5)
     offline.add_argument("--max-minutes", type=float, default=3.0, help="per training run")
     learn = sub.add_parser("learn", help="(b) sanity: backends reach the bar")

@@ -140,6 +140,14 @@ class Codebook:
     def device(self) -> torch.device:
         return self.model.codes.device
 
+    @property
+    def H(self) -> int:  # macro length
+        return self.spec.H
+
+    @property
+    def K(self) -> int:  # number of codes
+        return self.spec.K
+
     # -- API ---------------------------------------------------------------------------------
     @torch.no_grad()
     def encode(self, obs, macro):

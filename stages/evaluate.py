@@ -1,0 +1,45 @@
+"""Stage `evaluate`: evaluate one trained agent (task × method × seed) by the paper's protocol.
+
+    python -m stages.evaluate --task door --method maq_iql --seed 1
+
+Episode i uses env seed 200·seed + i, deterministic actions, the D4RL reward. Reads
+models/agents/<task>/<method>/seed<s>/ (and models/codebooks/<task>/ for MAQ methods), the human
+test split of data/prepared/<task>/ and data/references/<task>/references.json; writes
+evaluations/<task>/<method>/seed<s>/ (episodes.parquet, trajectories.safetensors, summary.json)
+and metrics/evaluate/<task>/<method>/seed<s>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pipeline.agents import AGENTS
+from pipeline.config import load_params
+from pipeline.evaluation import run_evaluate
+from pipeline.tasks import get_task
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--method", required=True, choices=[m for m in AGENTS if m != "dsac"])
+    parser.add_argument("--seed", required=True, type=int)
+    args = parser.parse_args(argv)
+    task, method, seed = get_task(args.task).name, args.method, args.seed
+    run = Path(task) / method / f"seed{seed}"
+    s = run_evaluate(
+        task, method, seed, load_params().evaluate,
+        agent_dir=Path("models/agents") / run,
+        codebook_dir=Path("models/codebooks") / task if AGENTS[method].macro else None,
+        prepared_dir=Path("data/prepared") / task,
+        references_path=Path("data/references") / task / "references.json",
+        out_dir=Path("evaluations") / run,
+        metrics_path=Path("metrics/evaluate") / run.with_suffix(".json"),
+    )
+    print(f"evaluate {task}/{method}/seed{seed}: {s['episodes']} episodes, normalized score {s['normalized_score_mean']:.1f}, "
+          f"success {s['success_rate']:.2f}, DTW similarity {s['dtw_state_mean_similarity']:.2f}, W1 similarity {s['w1_state_similarity']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""Stage `report`: aggregate the evaluated seeds into tables, plots and videos.
+
+    python -m stages.report
+
+Reads params `tasks`, `methods` (baselines, then MAQ), `seeds` and `report.*`, the evaluations/, plots/finetune/ and
+data/references/ of every listed run (data/prepared/ for videos); writes reports/ (README.md, one
+CSV per task, plots/*.png, videos/*.mp4) and evaluation_results/agent_performance_<env>.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from pipeline.config import load_params
+from pipeline.report import ReportPaths, make_report
+
+
+def main(argv: list[str] | None = None) -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
+    params = load_params()
+    tasks, methods, seeds = params.tasks, params.methods.all, params.seeds
+    written = make_report(tasks, methods, seeds, params.report, ReportPaths())
+    print(
+        f"report: {len(tasks)} tasks × {len(methods)} methods × {len(seeds)} seeds → "
+        f"{len(written)} files (reports/README.md, evaluation_results/)"
+    )
+
+
+if __name__ == "__main__":
+    main()
