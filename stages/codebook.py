@@ -6,6 +6,10 @@ Reads params.yaml `codebook` and data/prepared/<task>/; writes models/codebooks/
 (config.json, model.safetensors, README.md), metrics/codebook/<task>.json and the per-epoch
 training curve plots/codebook/<task>.csv. Resumable: checkpoints go to .checkpoints/codebook/<task>/
 (outside the DVC outs, so `dvc repro` does not delete them) and are removed when the run completes.
+
+With `codebook.source: hub:<repo>@<revision>` the stage pulls that pretrained codebook instead
+(pin a commit sha: its weights hash then lands in dvc.lock), measures it on this task's windows
+and writes the same outputs.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pipeline.codebook.run import run_codebook
+from pipeline.codebook.run import fetch_codebook, run_codebook
 from pipeline.config import load_params
 from pipeline.tasks import get_task
 
@@ -23,6 +27,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--task", required=True)
     task = get_task(parser.parse_args(argv).task).name
     cfg = load_params().codebook
+    if cfg.source != "train":
+        codebook, m = fetch_codebook(
+            task, cfg.source,
+            prepared_dir=Path("data/prepared") / task,
+            out_dir=Path("models/codebooks") / task,
+            metrics_path=Path("metrics/codebook") / f"{task}.json",
+            plots_path=Path("plots/codebook") / f"{task}.csv",
+        )
+        print(f"codebook {task}: pulled {cfg.source} (H={codebook.H} K={codebook.K}, sha256 {m['codebook_sha256'][:12]}): "
+              f"test MSE {m['test_mse']:.4f}, ratio {m['test_mse_ratio']:.2f}, {m['test_used_codes']}/{codebook.K} codes used")
+        return
     result, m = run_codebook(
         task,
         cfg,

@@ -52,11 +52,11 @@ def tiny_cfg(**changes):
                                   checkpoint_every=200, threads=1, device="cpu"), **changes})
 
 
-def finetune(project: Path, method: str, name: str, cfg=None, **kwargs):
+def finetune(project: Path, method: str, name: str, cfg=None, codebook_dir: Path | None = None, **kwargs):
     run = project / "runs" / name
     return run_finetune(
         "door", method, 1, cfg or tiny_cfg(), TINY_OVERRIDES[method], prepared_dir=project / "prepared",
-        codebook_dir=project / "codebook" if AGENTS[method].macro else None, out_dir=run / "agent",
+        codebook_dir=(codebook_dir or project / "codebook") if AGENTS[method].macro else None, out_dir=run / "agent",
         curve_path=run / "curve.csv", metrics_path=run / "metrics.json", checkpoint_dir=run / "ckpt", progress=False, **kwargs,
     )
 

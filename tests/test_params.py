@@ -129,6 +129,12 @@ def run_report(_item):
     report.main([])
 
 
+def run_publish(_item):
+    from stages import publish
+
+    publish.main([])
+
+
 # stage -> (runner, the item it runs), in DAG order
 STAGE_RUNNERS = {
     "demos": (run_demos, "door"),
@@ -140,6 +146,7 @@ STAGE_RUNNERS = {
     "evaluate": (run_evaluate, {"task": "door", "method": "rlpd", "seed": 1}),
     "evaluate_maq": (run_evaluate, {"task": "door", "method": "maq_iql", "seed": 1}),
     "report": (run_report, None),
+    "publish": (run_publish, None),
 }
 
 

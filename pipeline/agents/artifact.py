@@ -38,6 +38,7 @@ def save_agent(agent: Agent, directory: str | Path, codebook_hash: str | None = 
         save_file(weights, str(tmp))
     write_json_atomic(directory / CONFIG_FILE, {
         "format_version": FORMAT_VERSION,
+        "kind": "agent",
         "method": agent.method,
         "obs_dim": agent.obs_dim,
         "action_space": space_to_dict(agent.action_space),

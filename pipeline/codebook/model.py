@@ -198,7 +198,7 @@ class Codebook:
         return hashlib.sha256(self.weights_bytes()).hexdigest()
 
     def config_dict(self) -> dict:
-        return {"format_version": FORMAT_VERSION, "model_type": "maq-vqvae", **asdict(self.spec), **self.info}
+        return {"format_version": FORMAT_VERSION, "kind": "codebook", "model_type": "maq-vqvae", **asdict(self.spec), **self.info}
 
     # -- IO ----------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path, card: str | None = None) -> str:
@@ -255,5 +255,5 @@ class Codebook:
                 f"weights have {found.get(diff[0])}); the two files come from different runs: {redo}"
             )
         model.load_state_dict(tensors)
-        info = {k: v for k, v in config.items() if k not in CodebookSpec.__dataclass_fields__ and k not in ("format_version", "model_type", "weights_sha256")}
+        info = {k: v for k, v in config.items() if k not in CodebookSpec.__dataclass_fields__ and k not in ("format_version", "kind", "model_type", "weights_sha256")}
         return cls(model=model.to(device).eval(), info=info)

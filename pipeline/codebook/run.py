@@ -182,3 +182,40 @@ def run_codebook(
     write_text_atomic(plots_path, curve_csv(result.history))
     clear_checkpoint(checkpoint_dir)
     return result, metrics
+
+
+def fetch_codebook(
+    task: str,
+    source: str,
+    prepared_dir: str | Path,
+    out_dir: str | Path,
+    metrics_path: str | Path,
+    plots_path: str | Path,
+    store: str | Path | None = None,
+) -> tuple[Codebook, dict]:
+    """`codebook.source: hub:<repo>@<revision>`: pull a pretrained codebook instead of training one,
+    check it fits the task's data, measure it on the prepared windows, and write the same outputs
+    as `run_codebook` (the training curve is empty: there was no training here)."""
+    import shutil
+
+    from pipeline.hub import DEFAULT_STORE, parse_hub_spec, pull_artifact
+
+    repo_id, revision = parse_hub_spec(source)
+    pulled = pull_artifact(repo_id, revision, store or DEFAULT_STORE)
+    codebook = Codebook.from_pretrained(pulled)
+    prepared = load_prepared(prepared_dir)
+    meta, spec = prepared.meta, codebook.spec
+    if (spec.obs_dim, spec.action_dim) != (meta["obs_dim"], meta["action_dim"]):
+        raise ValueError(f"{source} is a codebook for obs/action dims {spec.obs_dim}/{spec.action_dim}, but {task} data has "
+                         f"{meta['obs_dim']}/{meta['action_dim']}: pull a codebook trained on {task}")
+    if codebook.info.get("task") not in (None, task):
+        raise ValueError(f"{source} was trained on {codebook.info['task']!r}, not {task!r}: pull a codebook trained on {task}")
+    metrics = evaluate_codebook(codebook, make_windows(prepared.train, spec.H), make_windows(prepared.test, spec.H))
+    metrics.update(train_seconds=0.0, codebook_sha256=codebook.hash, source=source)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "model.safetensors", "README.md"):  # the pulled bytes, unchanged
+        shutil.copy2(pulled / name, out_dir / name)
+    write_json_atomic(metrics_path, {k: v for k, v in metrics.items() if not isinstance(v, list)})
+    write_text_atomic(plots_path, "epoch,test_mse\n")
+    return codebook, metrics
