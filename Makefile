@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export OMP_NUM_THREADS ?= 1
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install repro test lock
+.PHONY: install repro test smoke lock
 
 install: $(VENV)/.installed
 
@@ -24,6 +24,10 @@ repro: install
 
 test: install
 	HF_HUB_OFFLINE=1 $(PY) -m pytest
+
+# The whole DAG on tiny params in a throw-away clone of HEAD: report, no-op re-run, dvc push/pull.
+smoke: install
+	HF_HUB_OFFLINE=1 $(PY) -m pipeline.smoke
 
 # Re-pin requirements.lock from the current venv (after changing pyproject.toml dependencies).
 lock:

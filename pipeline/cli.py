@@ -110,11 +110,110 @@ def _data_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_sweep_commands(sub: argparse._SubParsersAction) -> None:
+    sweep = sub.add_parser("sweep", help="grid sweeps as DVC experiments: queue, run, collect").add_subparsers(dest="sweep_command", required=True)
+    q = sweep.add_parser("queue", help="queue one `dvc exp run` per point of tasks × methods × H × K × seeds")
+    q.add_argument("--tasks", nargs="+", required=True)
+    q.add_argument("--methods", nargs="+", required=True)
+    q.add_argument("--H", nargs="+", type=int, required=True, help="macro lengths")
+    q.add_argument("--K", nargs="+", type=int, required=True, help="codebook sizes")
+    q.add_argument("--seeds", nargs="+", type=int, required=True)
+    q.add_argument("--name", default="sweep", help="experiment name prefix (default sweep)")
+    q.add_argument("--dry-run", action="store_true", help="print the dvc commands, queue nothing")
+    q.set_defaults(handler=_sweep_queue)
+    r = sweep.add_parser("run", help="run the queue with N workers (dvc queue start -j N) and wait for it")
+    r.add_argument("--jobs", type=int, default=1)
+    r.set_defaults(handler=_sweep_run)
+    c = sweep.add_parser("collect", help="aggregate finished experiments into sweeps/<name>.csv and .md")
+    c.add_argument("--name", default="sweep")
+    c.set_defaults(handler=_sweep_collect)
+
+
+def _sweep_call(fn) -> int:
+    try:
+        fn()
+    except (RuntimeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _sweep_run(args: argparse.Namespace) -> int:
+    from pipeline.sweep import run_queue
+
+    return _sweep_call(lambda: run_queue(args.jobs))
+
+
+def _sweep_queue(args: argparse.Namespace) -> int:
+    from pipeline.sweep import grid, queue
+
+    def go():
+        points = grid(args.tasks, args.methods, args.H, args.K, args.seeds)
+        for command in queue(points, args.name, dry_run=args.dry_run):
+            print(" ".join(command))
+        print(f"{'would queue' if args.dry_run else 'queued'} {len(points)} experiments; run them with `maq sweep run --jobs N`")
+
+    return _sweep_call(go)
+
+
+def _sweep_collect(args: argparse.Namespace) -> int:
+    from pipeline.sweep import collect
+
+    def go():
+        csv_path, md_path = collect(args.name)
+        print(f"wrote {csv_path} and {md_path}")
+
+    return _sweep_call(go)
+
+
+def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
+    ev = sub.add_parser("evaluate", help="evaluate an agent directory or a Hub agent (hub:<repo>@<rev>) by the protocol")
+    ev.add_argument("agent", help="agent directory, or hub:<repo>@<revision>")
+    ev.add_argument("--task", required=True)
+    ev.add_argument("--seed", type=int, required=True, help="base seed: episode i uses env seed 200·seed + i")
+    ev.add_argument("--episodes", type=int, default=None, help="default: params.yaml evaluate.episodes")
+    ev.add_argument("--codebook", help="codebook directory or hub:<repo>@<revision> (MAQ agents; default models/codebooks/<task>)")
+    ev.add_argument("--out", required=True, help="output directory (episodes.parquet, trajectories.safetensors, summary.json)")
+    ev.set_defaults(handler=_evaluate)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import replace
+    from pathlib import Path
+
+    from pipeline.config import load_params
+    from pipeline.evaluation import run_evaluate
+    from pipeline.hub import HubError, pull_artifact
+
+    def local(spec: str) -> Path:
+        return pull_artifact(spec) if spec.startswith("hub:") else Path(spec)
+
+    try:
+        agent_dir = local(args.agent)
+        config = json.loads((agent_dir / "config.json").read_text())
+        codebook_dir = local(args.codebook or f"models/codebooks/{args.task}") if config.get("codebook_hash") else None
+        cfg = load_params().evaluate
+        cfg = replace(cfg, episodes=args.episodes or cfg.episodes)
+        out = Path(args.out)
+        s = run_evaluate(args.task, config["method"], args.seed, cfg, agent_dir=agent_dir, codebook_dir=codebook_dir,
+                         prepared_dir=Path("data/prepared") / args.task, references_path=Path("data/references") / args.task / "references.json",
+                         out_dir=out, metrics_path=out / "metrics.json")
+    except (HubError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{config['method']} on {args.task}: normalized score {s['normalized_score_mean']:.1f}, success {s['success_rate']:.2f}, "
+          f"DTW similarity {s['dtw_state_mean_similarity']:.2f}, W1 similarity {s['w1_state_similarity']:.2f} ({s['episodes']} episodes) -> {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maq", description="MAQ hub: human-like RL agents from demonstrations")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_data_commands(sub)
     _add_hub_commands(sub)
+    _add_evaluate_command(sub)
+    _add_sweep_commands(sub)
     return parser
 
 

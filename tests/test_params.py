@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from pipeline.config import ParamsError, load_params, parse_params, record_param_reads
+from pipeline.smoke import TINY_PARAMS
 from tests.conftest import REPO_ROOT
 
 
@@ -59,15 +60,6 @@ def declared_params(stage: str, item: str | dict) -> set[str]:
     return declared
 
 
-# Params that make every stage run in seconds (tests and the CI smoke run of the DAG).
-TINY_PARAMS = {
-    "codebook": dict(epochs=2, hidden=32, latent_dim=16, checkpoint_every=1),
-    "finetune": dict(env_steps=200, offline_updates=10, eval_every=200, eval_episodes=1, checkpoint_every=0),
-    "agents": {m: {"hidden": [32, 32], "batch_size": 16, **({"warmup_steps": 5} if m in ("sac", "rlpd", "maq_rlpd", "maq_dsac") else {})}
-               for m in ("sac", "rlpd", "iql", "maq_rlpd", "maq_iql", "maq_dsac")},
-    "evaluate": dict(episodes=1, reference_episodes=1),
-    "report": dict(bootstrap_reps=50, videos=False),
-}
 
 
 def make_project(tmp_path: Path, sources: dict, tasks=("door",)) -> Path:

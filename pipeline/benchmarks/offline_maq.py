@@ -1,0 +1,244 @@
+"""End-to-end check of codebook + macro actions + learner: MAQ+IQL after its offline phase alone.
+
+    python -m pipeline.benchmarks.offline_maq                                   # relocate, door; maq_iql, iql
+    python -m pipeline.benchmarks.offline_maq --tasks relocate --updates 20000
+    python -m pipeline.benchmarks.offline_maq --tasks door --methods maq_iql --set maq_iql.beta=1 --no-ceilings
+    python -m pipeline.benchmarks.offline_maq --out /tmp/om --reuse             # re-evaluate agents already trained in /tmp/om
+
+Bar (issue 6): on synthetic relocate demonstrations `maq_iql` after `--updates` (≤ 50k) offline
+updates and no online step reaches ≥ 50% success over 20 seeded episodes; `iql` (continuous
+actions) offline is reported beside it, and door too.
+
+Per task × method: `run_finetune` with `load_params().finetune` (+ `agents.<method>` overrides
+of params.yaml, then `--set`) changed to env_steps=0, offline_updates=--updates, eval_episodes=1,
+checkpoint_every=0, all outputs under `--out` (a fresh temp dir by default; nothing under the
+workspace's data/models/metrics is touched); then `run_evaluate` by the protocol with
+`--episodes` (20) deterministic episodes of base seed `--eval-seed` (env seeds 200·s + i) and
+similarity anchors from `run_references` written into `--out`. Printed: success by the paper's
+final-step rule and also `ever` / `held` (D4RL: > 25 steps), normalized score, DTW similarities
+(1 = human level, 0 = random), training wall time and updates/s.
+
+Ceilings (`--no-ceilings` skips them), evaluated on the same episodes / by the same metrics:
+  replay   codebook replay: every human episode (train and test split) is reset from its own
+           seed (synthetic demos' `episode_ids` are env seeds; checked: first observations match
+           to < 1e-7 on relocate) and its windows' codes — encode(s_t of the demo, a_t:t+H) at
+           t = 0, H, 2H, … (the last window T−H for the tail) — are decoded at the state actually
+           reached and played open loop. Says whether the codebook can solve the task when the
+           right codes are chosen (the human episodes themselves all succeed).
+  prior    behaviour cloning over codes: the trained maq_iql agent's prior p(k|s) (cross-entropy
+           on the encoder's codes) acting greedily on the evaluation seeds.
+Run it with `nice -n 10` and OMP_NUM_THREADS=1 on a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from pipeline.agents import AGENTS, load_agent
+from pipeline.agents.finetune import run_finetune
+from pipeline.codebook import Codebook
+from pipeline.config import load_params
+from pipeline.data.episodes import Episodes
+from pipeline.data.prepare import load_prepared
+from pipeline.envs import make_env
+from pipeline.evaluation import (
+    episode_seeds,
+    load_references,
+    rollout,
+    run_evaluate,
+    run_references,
+    similarity_scores,
+    summarize,
+    trajectory_metrics,
+)
+from pipeline.tasks import get_task
+
+BAR_TASK, BAR_METHOD, BAR_SUCCESS = "relocate", "maq_iql", 0.5
+
+
+def parse_sets(items: list[str]) -> dict[str, dict]:
+    """`method.key=value` (value parsed as YAML) → {method: {key: value}}."""
+    out: dict[str, dict] = {}
+    for item in items:
+        lhs, _, value = item.partition("=")
+        method, _, key = lhs.partition(".")
+        if not value or not key or method not in AGENTS:
+            raise SystemExit(f"--set {item!r}: expected <method>.<key>=<value> with a method of {sorted(AGENTS)}")
+        out.setdefault(method, {})[key] = yaml.safe_load(value)
+    return out
+
+
+def line(label: str, s: dict) -> str:
+    return (f"{label:26s} success {s['success_rate']:.2f} (ever {s['success_ever_rate']:.2f}, held {s['success_held_rate']:.2f})"
+            f"  norm score {s['normalized_score_mean']:6.1f}  DTW sim state {s.get('dtw_state_mean_similarity', float('nan')):5.2f}"
+            f" action {s.get('dtw_action_mean_similarity', float('nan')):5.2f}  [{s['episodes']} ep]")
+
+
+# -- ceilings ------------------------------------------------------------------------------------
+class CodeReplay:
+    """Play a human episode's code sequence open loop from the state actually reached."""
+
+    def __init__(self, codebook: Codebook, obs: np.ndarray, actions: np.ndarray):
+        H, T = codebook.H, len(actions)
+        starts = [min(t, T - H) for t in range(0, T, H)]
+        macros = np.stack([actions[w : w + H] for w in starts])  # (n, H, A)
+        self.codes = codebook.encode(obs[starts], macros)  # (n,)
+        self.codebook, self.i = codebook, 0
+
+    def act_chunk(self, obs: np.ndarray) -> np.ndarray:
+        code = self.codes[min(self.i, len(self.codes) - 1)]
+        self.i += 1
+        macro = self.codebook.decode(np.asarray(obs, np.float32)[None], np.array([code]))[0]
+        return np.clip(macro, -1.0, 1.0)
+
+
+def codebook_replay(task: str, codebook: Codebook, episodes: Episodes, test: Episodes, references: dict, dtw: str) -> dict:
+    trajectories, first_obs_err = [], 0.0
+    env = make_env(task)
+    for i, s in enumerate(episodes.episode_slices()):
+        seed = int(episodes.episode_ids[i])
+        first_obs_err = max(first_obs_err, float(np.abs(env.reset(seed=seed)[0] - episodes.obs[s.start]).max()))
+        trajectories += rollout(task, CodeReplay(codebook, episodes.obs[s], episodes.actions[s]), [seed], progress=False)
+    env.close()
+    rows = trajectory_metrics(task, trajectories, test, progress=False, dtw=dtw)
+    summary = summarize(rows, get_task(task).horizon)
+    summary.update(similarity_scores(summary, references))
+    summary["first_obs_max_abs_err"] = first_obs_err
+    return summary
+
+
+class PriorPolicy:
+    """Greedy behaviour cloning over codes: argmax of a DiscreteIQL agent's prior p(k|s)."""
+
+    def __init__(self, agent, codebook: Codebook):
+        self.agent, self.codebook = agent, codebook
+        self.code_counts = np.zeros(codebook.K, dtype=np.int64)
+
+    @torch.no_grad()
+    def act_chunk(self, obs: np.ndarray) -> np.ndarray:
+        obs_t = torch.as_tensor(np.asarray(obs, np.float32)[None])
+        code = int(self.agent.prior(self.agent.norm(obs_t)).argmax(-1)[0])
+        self.code_counts[code] += 1
+        return np.clip(self.codebook.decode(obs_t.numpy(), np.array([code]))[0], -1.0, 1.0)
+
+
+def prior_ceiling(task: str, agent_dir: Path, codebook: Codebook, test: Episodes, seeds: list[int], references: dict,
+                  dtw: str) -> dict:
+    agent = load_agent(agent_dir, codebook=codebook, device="cpu")
+    policy = PriorPolicy(agent, codebook)
+    rows = trajectory_metrics(task, rollout(task, policy, seeds, progress=False), test, progress=False, dtw=dtw)
+    summary = summarize(rows, get_task(task).horizon)
+    summary.update(similarity_scores(summary, references))
+    summary["code_counts"] = policy.code_counts.tolist()
+    return summary
+
+
+# -- the benchmark -------------------------------------------------------------------------------
+def run_task(task: str, args, params, sets: dict, out: Path) -> dict:
+    prepared, codebook_dir = Path(args.data) / task, Path(args.codebooks) / task
+    eval_cfg = replace(params.evaluate, episodes=args.episodes)
+    ref_path = out / task / "references.json"
+    if not (args.reuse and ref_path.is_file()):
+        run_references(task, eval_cfg, prepared, ref_path, progress=False)
+    references = load_references(ref_path, eval_cfg.dtw)
+    results: dict = {}
+    for method in args.methods:
+        overrides = {**dict(getattr(params.agents, method)), **sets.get(method, {})}
+        cfg = replace(params.finetune, env_steps=0, offline_updates=args.updates, eval_episodes=1, checkpoint_every=0,
+                      threads=args.threads, device=args.device)
+        run = out / task / method
+        macro = AGENTS[method].macro
+        if args.reuse and (run / "agent").is_dir():
+            train = json.loads((run / "metrics.json").read_text())
+            wall = train.get("wall_s", float("nan"))
+            print(f"{task}/{method}: reusing the agent in {run / 'agent'}")
+        else:
+            start = time.perf_counter()
+            res = run_finetune(task, method, args.train_seed, cfg, overrides, prepared_dir=prepared,
+                               codebook_dir=codebook_dir if macro else None, out_dir=run / "agent",
+                               curve_path=run / "curve.csv", metrics_path=run / "metrics.json",
+                               checkpoint_dir=run / "checkpoint", progress=args.progress)
+            wall = time.perf_counter() - start
+            train = dict(res.metrics, wall_s=wall, overrides=overrides)
+            (run / "metrics.json").write_text(json.dumps(train, indent=1, default=str))
+        summary = run_evaluate(task, method, args.eval_seed, eval_cfg, agent_dir=run / "agent",
+                               codebook_dir=codebook_dir if macro else None, prepared_dir=prepared,
+                               references_path=ref_path, out_dir=run / "evaluation", metrics_path=run / "evaluate.json",
+                               progress=False)
+        updates = train["offline_updates"]
+        print(line(f"{task}/{method}", summary)
+              + f"  | {updates} updates, {train['train_seconds']:.0f} s train ({wall:.0f} s incl. setup), "
+                f"{updates / max(train['train_seconds'], 1e-9):.0f} upd/s, overrides {train.get('overrides', overrides)}"
+              + (f"\n{'':26s} codes played {summary['code_counts']}" if summary.get("code_counts") else ""), flush=True)
+        results[method] = {"summary": summary, "train": train}
+        if method == "maq_iql" and args.ceilings:
+            codebook = Codebook.from_pretrained(codebook_dir)
+            _, test, _ = load_prepared(prepared)
+            prior = prior_ceiling(task, run / "agent", codebook, test, episode_seeds(args.eval_seed, args.episodes),
+                                  references, eval_cfg.dtw)
+            print(line(f"{task}/prior (BC over codes)", prior) + f"\n{'':26s} codes played {prior['code_counts']}", flush=True)
+            results["prior_ceiling"] = prior
+    if args.ceilings:
+        codebook = Codebook.from_pretrained(codebook_dir)
+        train_eps, test, _ = load_prepared(prepared)
+        for split, eps in (("train", train_eps), ("test", test)):
+            replay = codebook_replay(task, codebook, eps, test, references, eval_cfg.dtw)
+            print(line(f"{task}/replay ({split} demos)", replay)
+                  + f"  first-obs err {replay['first_obs_max_abs_err']:.1e}", flush=True)
+            results[f"replay_ceiling_{split}"] = replay
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__)
+    parser.add_argument("--tasks", default="relocate,door", type=lambda s: s.split(","))
+    parser.add_argument("--methods", default="maq_iql,iql", type=lambda s: s.split(","))
+    parser.add_argument("--updates", default=50_000, type=int, help="offline updates (the bar allows ≤ 50k)")
+    parser.add_argument("--episodes", default=20, type=int, help="evaluation episodes")
+    parser.add_argument("--eval-seed", default=1, type=int, help="base seed s of the evaluation (env seeds 200·s + i)")
+    parser.add_argument("--train-seed", default=1, type=int)
+    parser.add_argument("--set", default=[], action="append", metavar="METHOD.KEY=VALUE",
+                        help="backend config override on top of params.yaml agents.<method> (repeatable)")
+    parser.add_argument("--out", default=None, help="output directory (default: a new temp dir)")
+    parser.add_argument("--reuse", action="store_true", help="evaluate agents already trained under --out instead of training")
+    parser.add_argument("--no-ceilings", dest="ceilings", action="store_false")
+    parser.add_argument("--threads", default=1, type=int)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--data", default="data/prepared")
+    parser.add_argument("--codebooks", default="models/codebooks")
+    parser.add_argument("--progress", action="store_true", help="tqdm bars during training")
+    args = parser.parse_args(argv)
+    unknown = [m for m in args.methods if m not in ("maq_iql", "iql")]
+    if unknown:
+        raise SystemExit(f"--methods: only maq_iql and iql have an offline phase, got {unknown}")
+    torch.set_num_threads(args.threads)
+    params = load_params()
+    sets = parse_sets(args.set)
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="offline_maq_"))
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"offline MAQ benchmark: tasks {args.tasks}, methods {args.methods}, {args.updates} offline updates, 0 env steps, "
+          f"{args.episodes} eval episodes (env seeds {200 * args.eval_seed}…{200 * args.eval_seed + args.episodes - 1}), "
+          f"train seed {args.train_seed}; outputs in {out}", flush=True)
+    results = {task: run_task(task, args, params, sets, out) for task in args.tasks}
+    (out / "results.json").write_text(json.dumps(
+        {"updates": args.updates, "episodes": args.episodes, "eval_seed": args.eval_seed, "train_seed": args.train_seed,
+         "sets": sets, "results": results}, indent=1, default=str))
+    if BAR_TASK in results and BAR_METHOD in results[BAR_TASK]:
+        rate = results[BAR_TASK][BAR_METHOD]["summary"]["success_rate"]
+        verdict = "MEETS" if rate >= BAR_SUCCESS else "FALLS SHORT OF"
+        print(f"bar: {BAR_TASK}/{BAR_METHOD} offline ({args.updates} updates) success {rate:.2f} {verdict} the bar of {BAR_SUCCESS:.2f}")
+    print(f"results: {out / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()
