@@ -14,6 +14,7 @@ state after each action).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 
@@ -120,6 +121,10 @@ def side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     return np.concatenate([hold(left), hold(right)], axis=2)
 
 
+# Each human episode is rendered once per process: (task, env seed, size, sha1 of its actions) -> frames.
+_human_frames: dict[tuple[str, int, int, str], np.ndarray] = {}
+
+
 def human_comparison(task: str, agent: EpisodeVideo, agent_obs: np.ndarray, human: Episodes, human_source: str,
                      size: int) -> tuple[np.ndarray, str]:
     """The agent's episode (frames of `agent`, states `agent_obs` (T, S)) next to the human test
@@ -135,7 +140,11 @@ def human_comparison(task: str, agent: EpisodeVideo, agent_obs: np.ndarray, huma
         note = f"agent alone: the human test episodes come from `{human_source}`, whose episode ids are not env seeds, so they cannot be replayed"
     else:
         try:
-            human_video = EpisodeVideo(episode_frames(task, human, index, size), f"human test episode {episode_id}")
+            actions = human.actions[list(human.episode_slices())[index]]
+            key = (task, episode_id, size, hashlib.sha1(np.ascontiguousarray(actions).tobytes()).hexdigest())
+            if key not in _human_frames:
+                _human_frames[key] = episode_frames(task, human, index, size)
+            human_video = EpisodeVideo(_human_frames[key], f"human test episode {episode_id}")
         except ReplayMismatch as exc:
             note = f"agent alone: the closest human test episode ({episode_id}) does not replay: {exc}"
         else:

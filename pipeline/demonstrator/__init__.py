@@ -8,22 +8,24 @@ generate its own demonstrations from a model of human motor control:
 - `actuation`   actuator inversion + inverse-dynamics feed-forward: joint references → actions;
 - `variability` per-episode human variability (reaction time, timing, scatter, tremor, drift);
 - `base`        the demonstrator/policy interface and the shared hand-tracking pipeline;
-- one module per task (`door`, `relocate`) that plans the task in object coordinates;
+- one module per task (`door`, `hammer`, `relocate`) that plans the task in object coordinates;
 - `dataset`     runs the demonstrator and writes a Minari dataset labelled synthetic.
 
 `DEMONSTRATORS` maps a task name to its demonstrator; `get_demonstrator` raises a clear error
-for a task without one. To add a task (door, hammer, pen), write its module and register it here.
+for a task without one. To add a task, write its module and register it here.
 """
 
 from __future__ import annotations
 
 from pipeline.demonstrator.base import Demonstrator, Policy
 from pipeline.demonstrator.door import DoorDemonstrator
+from pipeline.demonstrator.hammer import HammerDemonstrator
 from pipeline.demonstrator.relocate import RelocateDemonstrator
 
 DEMONSTRATORS: dict[str, Demonstrator] = {
     "relocate": RelocateDemonstrator(),
     "door": DoorDemonstrator(),
+    "hammer": HammerDemonstrator(),
 }
 
 
