@@ -55,3 +55,43 @@ def sha256_tree(root: str | Path) -> str:
         h.update(str(path.relative_to(root)).encode() + b"\0")
         h.update(sha256_file(path).encode() + b"\0")
     return h.hexdigest()
+
+
+def save_checkpoint_file(path: str | Path, tensors: dict, state: dict) -> None:
+    """Write a resumable checkpoint atomically: torch tensors + a JSON-able `state` (which must hold
+    the run's `fingerprint`) as the safetensors metadata."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"state": json.dumps(state)})
+
+
+def load_checkpoint_file(path: str | Path, fingerprint: str) -> tuple[dict, dict] | None:
+    """(tensors, state) of a checkpoint written by `save_checkpoint_file`, or None (with a printed
+    reason) when there is none, it is unreadable, or it belongs to another run (other fingerprint)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            state = json.loads(f.metadata()["state"])
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # a torn or foreign file: start over rather than fail
+        print(f"ignoring unreadable checkpoint {path} ({exc}); training from scratch")
+        return None
+    if state.get("fingerprint") != fingerprint:
+        print(f"ignoring checkpoint {path}: it was made by a run with other params, data or codebook; training from scratch")
+        return None
+    return tensors, state
+
+
+def remove_checkpoint(path: str | Path) -> None:
+    """Remove a finished run's checkpoint file, and its directory when that is left empty."""
+    path = Path(path)
+    path.unlink(missing_ok=True)
+    if path.parent.is_dir() and not any(path.parent.iterdir()):
+        path.parent.rmdir()

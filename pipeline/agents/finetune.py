@@ -48,7 +48,7 @@ from pipeline.data.episodes import Episodes
 from pipeline.data.prepare import load_prepared
 from pipeline.data.windows import make_windows
 from pipeline.envs import make_env
-from pipeline.io import atomic_path, write_json_atomic, write_text_atomic
+from pipeline.io import load_checkpoint_file, remove_checkpoint, save_checkpoint_file, write_json_atomic, write_text_atomic
 from pipeline.tasks import get_task
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
@@ -152,8 +152,6 @@ def run_fingerprint(task: str, method: str, seed: int, config, cfg: FinetuneConf
 
 
 def save_checkpoint(path: Path, learner: Learner, counters: Counters, fingerprint: str) -> None:
-    from safetensors.torch import save_file
-
     agent = learner.agent
     tensors = {f"agent.{k}": v.detach().cpu().contiguous() for k, v in agent.state_dict().items()}
     for name, optimizer in agent.optimizers().items():
@@ -172,28 +170,16 @@ def save_checkpoint(path: Path, learner: Learner, counters: Counters, fingerprin
         "buffers": {name: {"size": b.size, "pos": b.pos, "rng": b.rng.bit_generator.state} for name, b in learner.buffers.items()},
         "explore_rng": learner.explore_rng.bit_generator.state,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"state": json.dumps(state)})
+    save_checkpoint_file(path, tensors, state)
 
 
 def load_checkpoint(path: Path, learner: Learner, fingerprint: str) -> Counters | None:
     """Restore `learner` in place from a checkpoint and return its counters; None when there is
     no checkpoint, or it is unreadable or belongs to another run (then it is ignored)."""
-    from safetensors import safe_open
-
-    if not path.is_file():
+    loaded = load_checkpoint_file(path, fingerprint)
+    if loaded is None:
         return None
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            state = json.loads(f.metadata()["state"])
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as exc:  # a torn or foreign file: start over rather than fail
-        print(f"ignoring unreadable checkpoint {path} ({exc}); training from scratch")
-        return None
-    if state.get("fingerprint") != fingerprint:
-        print(f"ignoring checkpoint {path}: it was made by a run with other params, data or codebook; training from scratch")
-        return None
+    tensors, state = loaded
     agent = learner.agent
     agent.load_state_dict({k[len("agent."):]: v for k, v in tensors.items() if k.startswith("agent.")})
     for name, optimizer in agent.optimizers().items():
@@ -216,12 +202,6 @@ def load_checkpoint(path: Path, learner: Learner, fingerprint: str) -> Counters 
     if "rng.agent" in tensors:
         agent.generator.set_state(tensors["rng.agent"])
     return Counters(**state["counters"])
-
-
-def clear_checkpoint(checkpoint_dir: Path) -> None:
-    (checkpoint_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
-    if checkpoint_dir.is_dir() and not any(checkpoint_dir.iterdir()):
-        checkpoint_dir.rmdir()
 
 
 # -- acting and evaluating -----------------------------------------------------------------------
@@ -394,7 +374,7 @@ def run_finetune(
     write_text_atomic(Path(out_dir) / "README.md", agent_card(task, method, seed, config, cfg, overrides, meta, codebook, counters.curve, metrics))
     write_text_atomic(curve_path, curve_csv(counters.curve))
     write_json_atomic(metrics_path, metrics)
-    clear_checkpoint(Path(checkpoint_dir))
+    remove_checkpoint(checkpoint)
     env.close()
     eval_env.close()
     return FinetuneResult(agent, counters, metrics, resumed)

@@ -15,11 +15,11 @@ import numpy as np
 
 from pipeline.codebook.metrics import code_counts, macro_mse, mean_macro_baseline_mse, perplexity, used_codes
 from pipeline.codebook.model import Codebook
-from pipeline.codebook.train import TrainResult, clear_checkpoint, train_codebook
+from pipeline.codebook.train import CHECKPOINT_FILE, TrainResult, train_codebook
 from pipeline.config import CodebookConfig, section_to_dict
 from pipeline.data.episodes import Episodes
 from pipeline.data.windows import Windows, make_windows
-from pipeline.io import write_json_atomic, write_text_atomic
+from pipeline.io import remove_checkpoint, write_json_atomic, write_text_atomic
 
 META_KEYS = ("task", "source", "source_sha256", "obs_dim", "action_dim", "obs_mean", "obs_std", "action_mean", "action_std")
 
@@ -180,7 +180,7 @@ def run_codebook(
     assert written == digest
     write_json_atomic(metrics_path, {k: v for k, v in metrics.items() if not isinstance(v, list)})  # scalars for `dvc metrics`
     write_text_atomic(plots_path, curve_csv(result.history))
-    clear_checkpoint(checkpoint_dir)
+    remove_checkpoint(Path(checkpoint_dir) / CHECKPOINT_FILE)
     return result, metrics
 
 

@@ -39,7 +39,7 @@ from pipeline.codebook.metrics import code_counts, macro_mse, perplexity, used_c
 from pipeline.codebook.model import Codebook, CodebookSpec, VQVAE, quantize
 from pipeline.config import CodebookConfig, section_to_dict
 from pipeline.data.windows import Windows
-from pipeline.io import atomic_path
+from pipeline.io import load_checkpoint_file, save_checkpoint_file
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
 _PURPOSE = {"init": 0, "kmeans": 1, "shuffle": 2, "reinit": 3}
@@ -141,34 +141,21 @@ def fingerprint(cfg: CodebookConfig, train: Windows, stats: dict) -> str:
 
 
 def save_checkpoint(path: Path, model: VQVAE, optimizer: torch.optim.Optimizer, ema: dict, state: dict) -> None:
-    from safetensors.torch import save_file
-
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     for index, param_state in optimizer.state_dict()["state"].items():
         for name, value in param_state.items():
             tensors[f"optim.{index}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
     tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.items()})
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"state": json.dumps(state)})
+    save_checkpoint_file(path, tensors, state)
 
 
 def load_checkpoint(path: Path, model: VQVAE, optimizer: torch.optim.Optimizer, ema: dict, expected_fingerprint: str) -> dict | None:
     """Restore a checkpoint in place and return its state, or None when there is none or it belongs
     to another run (other params or data), which is then ignored."""
-    from safetensors import safe_open
-
-    if not path.is_file():
+    loaded = load_checkpoint_file(path, expected_fingerprint)
+    if loaded is None:
         return None
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            state = json.loads(f.metadata()["state"])
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as exc:  # a torn or foreign file: start over rather than fail
-        print(f"ignoring unreadable checkpoint {path} ({exc}); training from scratch")
-        return None
-    if state.get("fingerprint") != expected_fingerprint:
-        print(f"ignoring checkpoint {path}: it was made with other codebook params or data; training from scratch")
-        return None
+    tensors, state = loaded
     device = model.codes.device
     model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
     optim_state: dict[int, dict] = {}
@@ -182,14 +169,6 @@ def load_checkpoint(path: Path, model: VQVAE, optimizer: torch.optim.Optimizer, 
     for k in ema:
         ema[k].copy_(tensors[f"ema.{k}"].to(device))
     return state
-
-
-def clear_checkpoint(checkpoint_dir: str | Path) -> None:
-    """Remove a finished run's checkpoint file (and its directory when left empty)."""
-    checkpoint_dir = Path(checkpoint_dir)
-    (checkpoint_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
-    if checkpoint_dir.is_dir() and not any(checkpoint_dir.iterdir()):
-        checkpoint_dir.rmdir()
 
 
 # -- training --------------------------------------------------------------------------------
