@@ -51,16 +51,18 @@ def _add_hub_commands(sub: argparse._SubParsersAction) -> None:
     hub = sub.add_parser("hub", help="share artifacts on the Hugging Face Hub: push, pull").add_subparsers(dest="hub_command", required=True)
 
     push = hub.add_parser("push", help="upload an artifact directory in one commit; prints '<commit sha> <repo>@<branch>'")
-    push.add_argument("dir", help="artifact directory: config.json, model.safetensors, README.md")
+    push.add_argument("dir", help="artifact directory: config.json, model.safetensors, README.md (or, with --dataset, a prepared dataset)")
     push.add_argument("repo_id", help="namespace/name on the Hub")
     push.add_argument("--revision", default="main", help="branch to commit to (created if missing; default main)")
     push.add_argument("--private", action="store_true", help="create the repo private (if it does not exist yet)")
     push.add_argument("--message", help="commit message")
+    push.add_argument("--dataset", action="store_true", help="push a prepared dataset (data/prepared/<task>) as a dataset repo")
     push.set_defaults(handler=_hub_push)
 
     pull = hub.add_parser("pull", help="download an artifact into the local store; prints its directory")
     pull.add_argument("spec", help="REPO@REVISION (a commit sha, branch or tag), optionally prefixed 'hub:'")
     pull.add_argument("--store", default=None, help="local model store (default models/hub)")
+    pull.add_argument("--dataset", action="store_true", help="pull a dataset repo")
     pull.set_defaults(handler=_hub_pull)
 
 
@@ -71,7 +73,8 @@ def _hub_push(args: argparse.Namespace) -> int:
 
     disable_progress_bars()
     try:
-        result = push_artifact(args.dir, args.repo_id, revision=args.revision, private=args.private, commit_message=args.message)
+        result = push_artifact(args.dir, args.repo_id, revision=args.revision, private=args.private, commit_message=args.message,
+                               repo_type="dataset" if args.dataset else "model")
     except HubError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -86,7 +89,7 @@ def _hub_pull(args: argparse.Namespace) -> int:
 
     disable_progress_bars()
     try:
-        path = pull_artifact(args.spec, store=args.store or DEFAULT_STORE)
+        path = pull_artifact(args.spec, store=args.store or DEFAULT_STORE, repo_type="dataset" if args.dataset else "model")
     except HubError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

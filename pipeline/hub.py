@@ -181,6 +181,34 @@ def validate_artifact_dir(local_dir: str | Path) -> dict:
     return config
 
 
+def validate_dataset_dir(local_dir: str | Path) -> dict:
+    """Check that `local_dir` is a prepared dataset (the `prepare` stage's output: meta.json, split
+    safetensors files, README.md dataset card); return meta.json. Raises HubError saying what is wrong."""
+    local_dir = Path(local_dir)
+    if not local_dir.is_dir():
+        raise HubError(f"{local_dir} is not a directory (a dataset is a directory)")
+    missing = [name for name in ("meta.json", "README.md") if not (local_dir / name).is_file()]
+    splits = sorted(local_dir.glob("*.safetensors"))
+    if missing or not splits:
+        raise HubError(f"{local_dir} is not a prepared dataset: it needs meta.json, README.md and split .safetensors files")
+    try:
+        meta = json.loads((local_dir / "meta.json").read_text())
+    except ValueError as exc:
+        raise HubError(f"{local_dir / 'meta.json'} does not parse as JSON: {exc}") from None
+    try:
+        split_front_matter((local_dir / "README.md").read_text())
+    except HubError as exc:
+        raise HubError(f"{local_dir / 'README.md'}: {exc}") from None
+    for path in splits:
+        _check_safetensors_header(path)
+    return meta
+
+
+def validate_dir(local_dir: str | Path, repo_type: str) -> dict:
+    """A model artifact or (repo_type "dataset") a prepared dataset; see the two validators."""
+    return validate_dataset_dir(local_dir) if repo_type == "dataset" else validate_artifact_dir(local_dir)
+
+
 def _artifact_files(local_dir: Path) -> list[Path]:
     """Files to upload: everything under the directory except hidden files and folders."""
     return sorted(p for p in local_dir.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(local_dir).parts))
@@ -280,7 +308,7 @@ def push_artifact(
     step that failed; a commit is atomic on the Hub, so re-running the same push is always safe.
     """
     local_dir = Path(local_dir)
-    config = validate_artifact_dir(local_dir)
+    config = validate_dir(local_dir, repo_type)
     if not _REPO_ID.match(repo_id):
         raise HubError(f"invalid repo id {repo_id!r}: expected '<namespace>/<name>'")
     files = _artifact_files(local_dir)
@@ -314,7 +342,7 @@ def push_artifact(
         info = api.create_commit(
             repo_id,
             operations,
-            commit_message=commit_message or f"Upload {config['kind']} artifact ({local_dir.name})",
+            commit_message=commit_message or f"Upload {config.get('kind', 'dataset')} artifact ({local_dir.name})",
             revision=revision,
             repo_type=repo_type,
         )
@@ -359,7 +387,7 @@ def _read_complete_manifest(dest: Path) -> dict | None:
     return manifest
 
 
-def _materialize(snapshot: Path, dest: Path, repo_id: str, revision: str, commit_sha: str) -> Path:
+def _materialize(snapshot: Path, dest: Path, repo_id: str, revision: str, commit_sha: str, repo_type: str = "model") -> Path:
     """Copy a snapshot (minus `.gitattributes`) into `dest` atomically, then write its manifest beside it."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.tmp-"))
@@ -370,9 +398,10 @@ def _materialize(snapshot: Path, dest: Path, repo_id: str, revision: str, commit
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(src, tmp / rel)  # follows the cache's symlinks to the blobs
         try:
-            validate_artifact_dir(tmp)
+            validate_dir(tmp, repo_type)
         except HubError as exc:
-            raise HubError(f"{repo_id}@{revision} (commit {commit_sha}) is not a model artifact: {str(exc).replace(str(tmp), 'the pulled files')}") from None
+            raise HubError(f"{repo_id}@{revision} (commit {commit_sha}) is not a {'dataset' if repo_type == 'dataset' else 'model artifact'}: "
+                           f"{str(exc).replace(str(tmp), 'the pulled files')}") from None
         files = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
         _manifest_path(dest).unlink(missing_ok=True)
         if dest.exists():
@@ -435,7 +464,7 @@ def pull_artifact(
                 f"cannot pull {target}: {reason}; it is not in the local store ({dest}) nor in the HF cache. "
                 "Pull it once with network access (it is then kept in the store), or train it locally instead"
             ) from None
-        return _materialize(snapshot, dest, repo_id, revision, snapshot.name)
+        return _materialize(snapshot, dest, repo_id, revision, snapshot.name, repo_type)
 
     try:
         snapshot = Path(snapshot_download(repo_id, revision=revision, repo_type=repo_type, cache_dir=cache_dir, endpoint=endpoint))
@@ -448,4 +477,4 @@ def pull_artifact(
     commit_sha = snapshot.name  # the HF cache keeps snapshots under their commit sha
     if manifest is not None and manifest.get("commit_sha") == commit_sha:
         return dest
-    return _materialize(snapshot, dest, repo_id, revision, commit_sha)
+    return _materialize(snapshot, dest, repo_id, revision, commit_sha, repo_type)

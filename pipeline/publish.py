@@ -7,7 +7,8 @@ from the report). With `hub.push: true` each staged directory is then pushed to
 `<hub.namespace>/<repo name>` (pipeline.hub, one commit per repo) and the commits are recorded in
 `models/publish/published.json`; with `hub.push: false` (the default) nothing touches the network.
 
-Repo names: `maq-<task>-codebook` and `maq-<task>-<method>-seed<s>`.
+Repo names: `maq-<task>-codebook` and `maq-<task>-<method>-seed<s>` (models), and
+`maq-<task>-demos` (a dataset repo: the prepared train/test split with its dataset card).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.hub import make_card_front_matter, push_artifact, render_card, split_front_matter, validate_artifact_dir
+from pipeline.hub import make_card_front_matter, push_artifact, render_card, split_front_matter, validate_dir
 from pipeline.io import write_json_atomic
 from pipeline.tasks import get_task
 
@@ -36,7 +37,11 @@ AGENT_METRICS = (
 class Staged:
     repo_name: str
     directory: Path
-    kind: str  # codebook | agent
+    kind: str  # codebook | agent | dataset
+
+    @property
+    def repo_type(self) -> str:
+        return "dataset" if self.kind == "dataset" else "model"
 
 
 def code_revision() -> str:
@@ -69,6 +74,34 @@ def _copy_artifact(src: Path, dest: Path) -> None:
     dest.mkdir(parents=True)
     for name in ("config.json", "model.safetensors"):
         shutil.copy2(src / name, dest / name)
+
+
+def stage_dataset(task: str, prepared_dir: Path, meta: dict, staging: Path, revision: str) -> Staged:
+    """Copy a prepared dataset (train/test split, meta.json) with a Hub dataset card."""
+    name = f"maq-{task}-demos"
+    dest = staging / name
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    for path in sorted(prepared_dir.iterdir()):
+        if path.suffix in (".safetensors", ".json"):
+            shutil.copy2(path, dest / path.name)
+    synthetic = meta["source"] == "synthetic"
+    front = {
+        "pretty_name": f"MAQ hub {task} demonstrations" + (" (synthetic, not human)" if synthetic else ""),
+        "tags": ["maq", "adroit", task, "demonstrations", *(["synthetic"] if synthetic else [])],
+        "task_categories": ["reinforcement-learning"],
+        "source": meta["source"],
+        "source_sha256": meta["source_sha256"],
+        "code_revision": revision,
+    }
+    body = (prepared_dir / "README.md").read_text() + (
+        "\n## Files\n- `train.safetensors`, `test.safetensors`: episodes as flat arrays with offsets "
+        "(`pipeline.data.episodes.Episodes.load`)\n- `meta.json`: source, split and normalization statistics\n"
+        f"\nReproduce: `dvc repro prepare@{task}` at code revision `{revision}`.\n"
+    )
+    (dest / "README.md").write_text(render_card(front, body))
+    return Staged(name, dest, "dataset")
 
 
 def stage_codebook(task: str, codebook_dir: Path, meta: dict, staging: Path, revision: str) -> Staged:
@@ -134,6 +167,7 @@ def stage_all(tasks, methods, seeds, *, prepared_root: Path, codebooks_root: Pat
     for task in tasks:
         get_task(task)
         meta = json.loads((prepared_root / task / "meta.json").read_text())
+        staged.append(stage_dataset(task, prepared_root / task, meta, staging, revision))
         staged.append(stage_codebook(task, codebooks_root / task, meta, staging, revision))
         for method in methods:
             report = report_row(reports_dir, task, method)
@@ -145,7 +179,7 @@ def stage_all(tasks, methods, seeds, *, prepared_root: Path, codebooks_root: Pat
                 summary = json.loads(summary_path.read_text())
                 staged.append(stage_agent(task, method, seed, agents_root / run, summary, report, meta, staging, revision))
     for item in staged:
-        validate_artifact_dir(item.directory)
+        validate_dir(item.directory, item.repo_type)
     return staged
 
 
@@ -153,9 +187,10 @@ def push_all(staged: list[Staged], namespace: str, private: bool) -> list[dict]:
     """Push every staged directory to `<namespace>/<repo name>`; returns the commits."""
     pushed = []
     for item in staged:
-        result = push_artifact(item.directory, f"{namespace}/{item.repo_name}", private=private,
+        result = push_artifact(item.directory, f"{namespace}/{item.repo_name}", private=private, repo_type=item.repo_type,
                                commit_message=f"maq-hub publish {item.repo_name} ({code_revision()[:12]})")
-        pushed.append({"repo_id": result.repo_id, "kind": item.kind, "commit_sha": result.commit_sha, "pull": f"hub:{result.repo_id}@{result.commit_sha}"})
+        pushed.append({"repo_id": result.repo_id, "kind": item.kind, "repo_type": item.repo_type, "commit_sha": result.commit_sha,
+                       "pull": f"hub:{result.repo_id}@{result.commit_sha}"})
     return pushed
 
 

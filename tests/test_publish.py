@@ -29,6 +29,7 @@ def evaluated(project):  # noqa: F811
     root = project / "dag"
     (root / "data").mkdir(parents=True)
     shutil.copytree(project / "prepared", root / "data/prepared/door")
+    (root / "data/prepared/door/README.md").write_text("# Prepared demonstrations: door\n\nTest fixture (smooth proxy episodes).\n")
     shutil.copytree(project / "codebook", root / "models/codebooks/door")
     cfg = replace(load_params(REPO / "params.yaml").evaluate, episodes=1, reference_episodes=1)
     run_references("door", cfg, root / "data/prepared/door", root / "data/references/door/references.json", progress=False)
@@ -52,8 +53,12 @@ def test_staged_cards_carry_metrics_in_valid_yaml(evaluated):
     staged = stage_all(["door"], METHODS, [1], prepared_root=evaluated / "data/prepared", codebooks_root=evaluated / "models/codebooks",
                        agents_root=evaluated / "models/agents", evaluations_root=evaluated / "evaluations",
                        reports_dir=evaluated / "reports", staging=evaluated / "models/publish")
-    assert [s.repo_name for s in staged] == ["maq-door-codebook", "maq-door-sac-seed1", "maq-door-maq_dsac-seed1"]
+    assert [s.repo_name for s in staged] == ["maq-door-demos", "maq-door-codebook", "maq-door-sac-seed1", "maq-door-maq_dsac-seed1"]
     codebook_hash = Codebook.from_pretrained(evaluated / "models/codebooks/door").hash
+    dataset, staged = staged[0], staged[1:]
+    front, _ = split_front_matter((dataset.directory / "README.md").read_text())
+    assert front["task_categories"] == ["reinforcement-learning"] and "door" in front["tags"]
+    assert file_hashes(dataset.directory)["train.safetensors"] == file_hashes(evaluated / "data/prepared/door")["train.safetensors"]
     for item in staged:
         front, body = split_front_matter((item.directory / "README.md").read_text())
         assert yaml.safe_load(yaml.safe_dump(front)) == front and front["library_name"] == "maq-hub"
@@ -78,8 +83,12 @@ def test_publish_pushes_only_when_asked(evaluated, hub, online):  # noqa: F811
     record = run_publish(dag_params(push=False), root=evaluated)
     assert record["pushed"] is False and hub.requests == []
     record = run_publish(dag_params(push=True), root=evaluated)
-    assert [c["repo_id"] for c in record["commits"]] == ["maq-test/maq-door-codebook", "maq-test/maq-door-sac-seed1", "maq-test/maq-door-maq_dsac-seed1"]
+    assert [c["repo_id"] for c in record["commits"]] == ["maq-test/maq-door-demos", "maq-test/maq-door-codebook", "maq-test/maq-door-sac-seed1", "maq-test/maq-door-maq_dsac-seed1"]
     assert json.loads((evaluated / "models/publish/published.json").read_text())["commits"] == record["commits"]
+    demos = record["commits"][0]
+    assert demos["repo_type"] == "dataset"
+    pulled = pull_artifact(demos["pull"], store=evaluated / "pulled", repo_type="dataset", cache_dir=evaluated / "hf-cache")
+    assert file_hashes(pulled) == file_hashes(evaluated / "models/publish/maq-door-demos")
 
 
 def test_pulled_codebook_is_bit_identical_and_drives_finetune(evaluated, project, hub, online, tmp_path):  # noqa: F811
