@@ -140,6 +140,31 @@ def test_dataset_loads_in_fresh_process_and_replays(relocate_store):
         np.testing.assert_allclose(np.asarray(replayed), np.asarray(observations), atol=1e-9)
 
 
+def test_episode_ids_are_the_env_seeds_of_the_kept_attempts(tmp_path, monkeypatch):
+    """A failed attempt is skipped, so kept episode i is not seed i: the loaded ids are the seeds."""
+    from pipeline.data.sources import load_source
+    from pipeline.demonstrator import dataset
+    from pipeline.video import replay_frames
+
+    real = dataset.run_episode
+
+    def fail_seed_1(task, env, seed):
+        episode = real(task, env, seed)
+        if seed == 1:
+            episode["success"] = np.zeros_like(episode["success"])
+        return episode
+
+    monkeypatch.setattr(dataset, "run_episode", fail_seed_1)
+    summary = generate_dataset("relocate", episodes=2, seed=0, store_root=tmp_path)
+    assert summary["attempts"] == 3
+    episodes = load_source("relocate", "synthetic", synthetic_store=tmp_path).episodes
+    assert episodes.episode_ids.tolist() == [0, 2]
+    # the second episode replays from reset(seed=2): replay_frames raises if an observation differs
+    steps = list(episodes.episode_slices())[1]
+    frames = replay_frames("relocate", 2, episodes.actions[steps], episodes.obs[steps], size=16)
+    assert frames.shape == (201, 16, 16, 3)
+
+
 def test_same_seed_same_bytes(relocate_store, tmp_path):
     store, _ = relocate_store
     generate_dataset("relocate", episodes=2, seed=0, store_root=tmp_path)
@@ -249,4 +274,74 @@ def test_hammer_point_ik_reaches_a_reachable_target():
     target = data.xpos[palm] + data.xmat[palm].reshape(3, 3) @ point
     q, residual = point_ik(model, data, palm, point, target, np.zeros(4), np.zeros(4), np.full(4, 1e-6))
     assert residual < 1e-3
+    env.close()
+
+
+# --- pen ----------------------------------------------------------------------------------------
+
+PEN_SEED = 1  # a goal near one of the practised skills: planned in well under a second
+
+
+@pytest.fixture(scope="module")
+def pen_episode():
+    from pipeline.demonstrator.dataset import run_episode
+
+    env = make_env("pen")
+    episode = run_episode("pen", env, seed=PEN_SEED)
+    again = run_episode("pen", env, seed=PEN_SEED)
+    env.close()
+    return episode, again
+
+
+def test_pen_is_registered():
+    assert get_demonstrator("pen").task == "pen"
+
+
+def test_pen_seeded_episode_reaches_the_goal(pen_episode):
+    episode, _ = pen_episode
+    assert episode["success"][-1]  # within 0.075 of the goal and orientation cosine > 0.95, at the end
+    assert np.all(np.abs(episode["actions"]) <= 1.0)
+    obs = episode["observations"][-1]
+    assert obs[33:36] @ obs[36:39] > 0.95  # obs[33:36] pen axis, obs[36:39] goal axis
+
+
+def test_pen_actions_are_smooth(pen_episode):
+    from pipeline.benchmarks.demonstrator import mean_squared_jerk
+
+    actions = pen_episode[0]["actions"]
+    random = np.random.default_rng(0).uniform(-1, 1, size=actions.shape)
+    assert mean_squared_jerk(random) / mean_squared_jerk(actions) >= 20
+
+
+def test_pen_same_seed_same_episode(pen_episode):
+    episode, again = pen_episode
+    np.testing.assert_array_equal(episode["actions"], again["actions"])
+    np.testing.assert_array_equal(episode["observations"], again["observations"])
+
+
+def test_pen_rollouts_are_exactly_the_episode():
+    """The planner's rollouts reproduce env.step bit for bit (float32 actions, warm start carried)."""
+    from pipeline.demonstrator.pen import PenSimulator
+
+    env = make_env("pen")
+    env.reset(seed=3)
+    sim = PenSimulator(env)
+    actions = np.random.default_rng(0).uniform(-0.5, 0.5, size=(40, 24)).astype(np.float32)
+    qpos = sim.rollout(sim.now(), actions[None])[0]  # (T, nq)
+    halfway = sim.advance(sim.now(), actions[:20])
+    qpos_from_halfway = sim.rollout(halfway, actions[None, 20:])[0]
+    for action in actions:
+        env.step(action)
+    np.testing.assert_array_equal(qpos[-1], env.unwrapped.data.qpos)
+    np.testing.assert_array_equal(qpos_from_halfway[-1], env.unwrapped.data.qpos)
+    # the pen pose the planner computes from qpos is MuJoCo's own kinematics of that qpos (the env's
+    # obs lag one physics substep: mj_step computes positions before it integrates)
+    u = env.unwrapped
+    data = mujoco.MjData(u.model)
+    data.qpos[:] = qpos[-1]
+    mujoco.mj_kinematics(u.model, data)
+    pos, axis = sim.pen(qpos[-1])
+    np.testing.assert_allclose(pos, data.xpos[u.obj_body_id], atol=1e-12)
+    top, bottom = data.site_xpos[u.obj_t_site_id], data.site_xpos[u.obj_b_site_id]
+    np.testing.assert_allclose(axis, (top - bottom) / np.linalg.norm(top - bottom), atol=1e-12)
     env.close()

@@ -7,11 +7,13 @@ Per task, over `--seeds` episodes (seeds first_seed, first_seed+1, …, none of 
 the demonstrator), it prints:
 - success rate, raw: the success flag on the final step (the MAQ evaluation rule);
 - success rate, D4RL rule: success on more than `task.success_hold_steps` steps;
+- success rate of the zero action (all-zero actions, i.e. every actuator at mid-range) on the
+  same seeds, the floor a demonstrator has to clear (pen: the pen sometimes ends near a goal);
 - mean steps to first success (over successful episodes);
 - mean squared action jerk (third difference of the actions per step, averaged over steps and
   action dims), the same for uniform random actions in [−1, 1], and their ratio;
 - generation time per episode (simulation + planning, one process).
-A task without a demonstrator is skipped with a note, so hammer and pen appear once they get one.
+A task without a demonstrator is skipped with a note.
 """
 
 from __future__ import annotations
@@ -32,6 +34,24 @@ def mean_squared_jerk(actions: np.ndarray) -> float:
     if len(actions) < 4:
         raise ValueError("need at least 4 actions to take a third difference")
     return float(np.mean(np.diff(actions, n=3, axis=0) ** 2))
+
+
+def zero_action_success(task: str, seeds: int, first_seed: int) -> float:
+    """Final-step success rate of all-zero actions over the same seeds."""
+    from pipeline.envs import make_env
+
+    env = make_env(task)
+    zero = np.zeros(env.action_space.shape, dtype=np.float32)
+    succeeded = []
+    for seed in range(first_seed, first_seed + seeds):
+        env.reset(seed=seed)
+        done, info = False, {}
+        while not done:
+            _, _, terminated, truncated, info = env.step(zero)
+            done = terminated or truncated
+        succeeded.append(bool(info["success"]))
+    env.close()
+    return float(np.mean(succeeded))
 
 
 def benchmark_task(task: str, seeds: int, first_seed: int) -> dict:
@@ -59,6 +79,7 @@ def benchmark_task(task: str, seeds: int, first_seed: int) -> dict:
         "episodes": seeds,
         "success_final": float(np.mean(final)),
         "success_held": float(np.mean(held)),
+        "success_zero_action": zero_action_success(task, seeds, first_seed),
         "steps_to_success": float(np.mean(first)) if first else float("nan"),
         "jerk": float(np.mean(jerk)),
         "random_jerk": float(np.mean(random_jerk)),
@@ -82,12 +103,16 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{task}: skipped — no synthetic demonstrator yet (tasks with one: {', '.join(sorted(DEMONSTRATORS))})")
             continue
         rows.append(benchmark_task(task, args.seeds, args.first_seed))
-    header = f"{'task':<9} {'eps':>4} {'succ@end':>8} {'succ>hold':>9} {'steps→succ':>10} {'jerk':>10} {'rand jerk':>9} {'ratio':>7} {'s/ep':>6}"
+    header = (
+        f"{'task':<9} {'eps':>4} {'succ@end':>8} {'succ>hold':>9} {'zero act':>8} {'steps→succ':>10} "
+        f"{'jerk':>10} {'rand jerk':>9} {'ratio':>7} {'s/ep':>6}"
+    )
     print(header)
     for r in rows:
         print(
             f"{r['task']:<9} {r['episodes']:>4} {r['success_final']:>8.1%} {r['success_held']:>9.1%} "
-            f"{r['steps_to_success']:>10.1f} {r['jerk']:>10.5f} {r['random_jerk']:>9.3f} {r['jerk_ratio']:>7.0f} "
+            f"{r['success_zero_action']:>8.1%} "
+            f"{r['steps_to_success']:>10.1f} {r['jerk']:>10.3g} {r['random_jerk']:>9.3f} {r['jerk_ratio']:>7.0f} "
             f"{r['seconds_per_episode']:>6.2f}"
         )
 

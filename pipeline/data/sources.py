@@ -11,6 +11,7 @@ A source is a string in params.yaml (`sources.<task>`):
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from contextlib import contextmanager
@@ -89,7 +90,14 @@ def _minari_dataset_dir(store: Path, dataset_id: str) -> Path:
 
 
 def episodes_from_minari(dataset, task: str | None = None) -> Episodes:
-    """Convert a loaded `minari.MinariDataset` to validated `Episodes`."""
+    """Convert a loaded `minari.MinariDataset` to validated `Episodes`.
+
+    Episode ids are the env reset seeds where the dataset records them (the `episode_seeds`
+    metadata of this project's synthetic datasets, which keep only successful attempts, so the
+    seeds skip the failed ones), else Minari's episode ids.
+    """
+    seeds = dataset.storage.metadata.get("episode_seeds")
+    seeds = json.loads(seeds) if seeds is not None else None
     trajectories, ids = [], []
     for episode in dataset.iterate_episodes():
         obs = np.asarray(episode.observations)  # (T + 1, S)
@@ -107,7 +115,7 @@ def episodes_from_minari(dataset, task: str | None = None) -> Episodes:
             success = np.asarray(success).reshape(-1)
             trajectory["success"] = success[-T:]  # infos may hold the reset step too (T + 1 entries)
         trajectories.append(trajectory)
-        ids.append(int(episode.id))
+        ids.append(int(episode.id) if seeds is None else int(seeds[episode.id]))
     return Episodes.from_trajectories(validate_trajectories(trajectories, task), episode_ids=ids)
 
 

@@ -8,7 +8,8 @@ generate its own demonstrations from a model of human motor control:
 - `actuation`   actuator inversion + inverse-dynamics feed-forward: joint references → actions;
 - `variability` per-episode human variability (reaction time, timing, scatter, tremor, drift);
 - `base`        the demonstrator/policy interface and the shared hand-tracking pipeline;
-- one module per task (`door`, `hammer`, `relocate`) that plans the task in object coordinates;
+- one module per task (`door`, `hammer`, `pen`, `relocate`) that plans the task in object coordinates
+  (pen: with sampling-based planning over minimum-jerk keyframes, the simulator as the model);
 - `dataset`     runs the demonstrator and writes a Minari dataset labelled synthetic.
 
 `DEMONSTRATORS` maps a task name to its demonstrator; `get_demonstrator` raises a clear error
@@ -20,12 +21,14 @@ from __future__ import annotations
 from pipeline.demonstrator.base import Demonstrator, Policy
 from pipeline.demonstrator.door import DoorDemonstrator
 from pipeline.demonstrator.hammer import HammerDemonstrator
+from pipeline.demonstrator.pen import PenDemonstrator
 from pipeline.demonstrator.relocate import RelocateDemonstrator
 
 DEMONSTRATORS: dict[str, Demonstrator] = {
     "relocate": RelocateDemonstrator(),
     "door": DoorDemonstrator(),
     "hammer": HammerDemonstrator(),
+    "pen": PenDemonstrator(),
 }
 
 

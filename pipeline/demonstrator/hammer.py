@@ -136,7 +136,7 @@ class HammerPolicy:
         self.inverter = ActuatorInverter(self.model, u.act_mean, u.act_rng)
         self.scratch = mujoco.MjData(self.model)
         self.palm = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, "palm")
-        self.nail_axis = -self.data.xmat[u.target_body_id].reshape(3, 3)[:, 2]  # the nail slides along −z of the board
+        self.nail_axis = -self.data.xmat[u.target_body_id].reshape(3, 3)[:, 2]  # it slides along −z of the board
         lower, upper = self.model.jnt_range[:ACTUATED].T
         self.grasp = GRASP.copy()
         self.grasp[GRASP_SEARCHED] += rng.normal(size=len(GRASP_SEARCHED)) * GRASP_CURL_SD
