@@ -178,84 +178,71 @@ def test_dataset_id_is_labelled_synthetic():
         assert get_task(name).synthetic_dataset_id.startswith("synthetic/")
 
 
-# --- door ---------------------------------------------------------------------------------------
+# --- door, hammer, pen: one seeded episode each -------------------------------------------------
+
+EPISODE_SEEDS = {"door": 0, "hammer": 0, "pen": 1}  # pen seed 1: a goal near a practised skill, planned in well under a second
+JERK_BARS = {"door": 50, "hammer": 50, "pen": 20}  # at least this many times less jerk than uniform random actions
 
 
 @pytest.fixture(scope="module")
-def door_episode():
+def seeded_episode():
+    """`seeded_episode(task)` → the episode of EPISODE_SEEDS[task] and the same seed run again (cached)."""
     from pipeline.demonstrator.dataset import run_episode
 
-    env = make_env("door")
-    episode = run_episode("door", env, seed=0)
-    again = run_episode("door", env, seed=0)
-    env.close()
-    return episode, again
+    cache = {}
+
+    def get(task: str) -> tuple[dict, dict]:
+        if task not in cache:
+            env = make_env(task)
+            seed = EPISODE_SEEDS[task]
+            cache[task] = run_episode(task, env, seed=seed), run_episode(task, env, seed=seed)
+            env.close()
+        return cache[task]
+
+    return get
 
 
-def test_door_is_registered():
-    assert get_demonstrator("door").task == "door"
+@pytest.mark.parametrize("task", list(EPISODE_SEEDS))
+def test_demonstrator_is_registered(task):
+    assert get_demonstrator(task).task == task
 
 
-def test_door_seeded_episode_opens_the_door(door_episode):
-    episode, _ = door_episode
+@pytest.mark.parametrize("task", list(EPISODE_SEEDS))
+def test_actions_are_smooth(seeded_episode, task):
+    from pipeline.benchmarks.demonstrator import mean_squared_jerk
+
+    actions = seeded_episode(task)[0]["actions"]
+    random = np.random.default_rng(0).uniform(-1, 1, size=actions.shape)
+    assert mean_squared_jerk(random) / mean_squared_jerk(actions) >= JERK_BARS[task]
+
+
+@pytest.mark.parametrize("task", list(EPISODE_SEEDS))
+def test_same_seed_same_episode(seeded_episode, task):
+    episode, again = seeded_episode(task)
+    np.testing.assert_array_equal(episode["actions"], again["actions"])
+    np.testing.assert_array_equal(episode["observations"], again["observations"])
+
+
+# --- door ---------------------------------------------------------------------------------------
+
+
+def test_door_seeded_episode_opens_the_door(seeded_episode):
+    episode, _ = seeded_episode("door")
     assert episode["success"][-1]  # door hinge ≥ 1.35 rad at the end of the 200-step episode
     assert np.all(np.abs(episode["actions"]) <= 1.0)
     assert episode["observations"][-1, 28] >= 1.35  # obs[28] is the door hinge angle
 
 
-def test_door_actions_are_smooth(door_episode):
-    from pipeline.benchmarks.demonstrator import mean_squared_jerk
-
-    actions = door_episode[0]["actions"]
-    random = np.random.default_rng(0).uniform(-1, 1, size=actions.shape)
-    assert mean_squared_jerk(random) / mean_squared_jerk(actions) >= 50
-
-
-def test_door_same_seed_same_episode(door_episode):
-    episode, again = door_episode
-    np.testing.assert_array_equal(episode["actions"], again["actions"])
-    np.testing.assert_array_equal(episode["observations"], again["observations"])
-
-
 # --- hammer -------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def hammer_episode():
-    from pipeline.demonstrator.dataset import run_episode
-
-    env = make_env("hammer")
-    episode = run_episode("hammer", env, seed=0)
-    again = run_episode("hammer", env, seed=0)
-    env.close()
-    return episode, again
-
-
-def test_hammer_is_registered():
-    assert get_demonstrator("hammer").task == "hammer"
-
-
-def test_hammer_seeded_episode_drives_the_nail(hammer_episode):
-    episode, _ = hammer_episode
+def test_hammer_seeded_episode_drives_the_nail(seeded_episode):
+    episode, _ = seeded_episode("hammer")
     assert episode["success"][-1]  # nail head within 1 cm of its goal at the end of the episode
     assert np.all(np.abs(episode["actions"]) <= 1.0)
     nail = episode["observations"][:, 42:45]  # obs[42:45] is the nail head position
     assert np.linalg.norm(nail[-1] - nail[0]) > 0.08  # driven ~8 cm along its axis
     assert episode["observations"][:, -1].max() > 0  # obs[-1] is the nail's touch sensor: it was struck
-
-
-def test_hammer_actions_are_smooth(hammer_episode):
-    from pipeline.benchmarks.demonstrator import mean_squared_jerk
-
-    actions = hammer_episode[0]["actions"]
-    random = np.random.default_rng(0).uniform(-1, 1, size=actions.shape)
-    assert mean_squared_jerk(random) / mean_squared_jerk(actions) >= 50
-
-
-def test_hammer_same_seed_same_episode(hammer_episode):
-    episode, again = hammer_episode
-    np.testing.assert_array_equal(episode["actions"], again["actions"])
-    np.testing.assert_array_equal(episode["observations"], again["observations"])
 
 
 def test_hammer_point_ik_reaches_a_reachable_target():
@@ -279,44 +266,13 @@ def test_hammer_point_ik_reaches_a_reachable_target():
 
 # --- pen ----------------------------------------------------------------------------------------
 
-PEN_SEED = 1  # a goal near one of the practised skills: planned in well under a second
 
-
-@pytest.fixture(scope="module")
-def pen_episode():
-    from pipeline.demonstrator.dataset import run_episode
-
-    env = make_env("pen")
-    episode = run_episode("pen", env, seed=PEN_SEED)
-    again = run_episode("pen", env, seed=PEN_SEED)
-    env.close()
-    return episode, again
-
-
-def test_pen_is_registered():
-    assert get_demonstrator("pen").task == "pen"
-
-
-def test_pen_seeded_episode_reaches_the_goal(pen_episode):
-    episode, _ = pen_episode
+def test_pen_seeded_episode_reaches_the_goal(seeded_episode):
+    episode, _ = seeded_episode("pen")
     assert episode["success"][-1]  # within 0.075 of the goal and orientation cosine > 0.95, at the end
     assert np.all(np.abs(episode["actions"]) <= 1.0)
     obs = episode["observations"][-1]
     assert obs[33:36] @ obs[36:39] > 0.95  # obs[33:36] pen axis, obs[36:39] goal axis
-
-
-def test_pen_actions_are_smooth(pen_episode):
-    from pipeline.benchmarks.demonstrator import mean_squared_jerk
-
-    actions = pen_episode[0]["actions"]
-    random = np.random.default_rng(0).uniform(-1, 1, size=actions.shape)
-    assert mean_squared_jerk(random) / mean_squared_jerk(actions) >= 20
-
-
-def test_pen_same_seed_same_episode(pen_episode):
-    episode, again = pen_episode
-    np.testing.assert_array_equal(episode["actions"], again["actions"])
-    np.testing.assert_array_equal(episode["observations"], again["observations"])
 
 
 def test_pen_rollouts_are_exactly_the_episode():

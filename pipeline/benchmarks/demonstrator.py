@@ -36,22 +36,22 @@ def mean_squared_jerk(actions: np.ndarray) -> float:
     return float(np.mean(np.diff(actions, n=3, axis=0) ** 2))
 
 
+class ZeroPolicy:
+    """All-zero actions: every actuator held at mid-range."""
+
+    def __init__(self, task: str):
+        self.action_dim = get_task(task).action_dim
+
+    def act_chunk(self, obs: np.ndarray) -> np.ndarray:
+        return np.zeros(self.action_dim, dtype=np.float32)
+
+
 def zero_action_success(task: str, seeds: int, first_seed: int) -> float:
     """Final-step success rate of all-zero actions over the same seeds."""
-    from pipeline.envs import make_env
+    from pipeline.evaluation import rollout
 
-    env = make_env(task)
-    zero = np.zeros(env.action_space.shape, dtype=np.float32)
-    succeeded = []
-    for seed in range(first_seed, first_seed + seeds):
-        env.reset(seed=seed)
-        done, info = False, {}
-        while not done:
-            _, _, terminated, truncated, info = env.step(zero)
-            done = terminated or truncated
-        succeeded.append(bool(info["success"]))
-    env.close()
-    return float(np.mean(succeeded))
+    episodes = rollout(task, ZeroPolicy(task), list(range(first_seed, first_seed + seeds)), progress=False)
+    return float(np.mean([episode.success[-1] for episode in episodes]))
 
 
 def benchmark_task(task: str, seeds: int, first_seed: int) -> dict:
