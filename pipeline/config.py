@@ -118,7 +118,7 @@ class CodebookConfig(Section):
 
 @dataclass(frozen=True)
 class Methods(Section):
-    """The methods the DAG trains on every task (names of pipeline.agents.AGENTS), in two groups
+    """The methods the DAG trains on every task (names of pipeline.methods.METHODS), in two groups
     because they depend on different things: a codebook change retrains only the MAQ methods."""
 
     baselines: tuple[str, ...]  # act in the env's continuous actions: sac, rlpd, iql
@@ -131,7 +131,8 @@ class Methods(Section):
 
 @dataclass(frozen=True)
 class FinetuneConfig(Section):
-    """Training every agent (`finetune` stage, one run per task × method × seed). Budgets are in env
+    """Training every agent (`finetune` stage: one process per task × method trains all `seeds` as one
+    population). Budgets are in env
     steps for every method (a macro step counts the h ≤ H env steps it executed), so methods get
     the same interaction budget. Paper budget: 1e6 env steps, 1e6 offline updates."""
 
@@ -140,15 +141,15 @@ class FinetuneConfig(Section):
     eval_every: int  # env steps between learning-curve evaluations (and one at the end)
     eval_episodes: int  # deterministic episodes per learning-curve point
     checkpoint_every: int  # env steps between resumable checkpoints (0: never)
-    threads: int  # torch CPU threads (1 beside the simulator; 0 leaves torch's default)
+    threads: int  # torch CPU threads of the population's updates (0 leaves torch's default)
     device: str  # "auto", "cpu" or "cuda"
 
 
 @dataclass(frozen=True)
 class AgentOverrides(Section):
-    """Per-method changes to the backend config defaults (pipeline/agents/*_CONFIG), as a mapping of
+    """Per-method changes to the backend config defaults (pipeline/methods.py *_CONFIG), as a mapping of
     config key -> value, e.g. `rlpd: {utd: 20}`. Unknown keys fail when the run starts. The special
-    key `preset` starts from a named preset of pipeline.agents.PRESETS (e.g. maq_rlpd_official)."""
+    key `preset` starts from a named preset of pipeline.methods.PRESETS (e.g. maq_rlpd_official)."""
 
     sac: dict
     rlpd: dict
@@ -267,11 +268,11 @@ def parse_params(raw: dict) -> Params:
     for name in object.__getattribute__(params, "tasks"):  # not a stage's read: not recorded
         if name not in TASKS:
             raise ParamsError(f"params key 'tasks' names unknown task {name!r}; known: {', '.join(TASKS)}")
-    from pipeline.agents import AGENTS
+    from pipeline.methods import dag_methods
 
     methods = object.__getattribute__(params, "methods")
-    for group, macro in (("baselines", False), ("maq", True)):
-        fits = [name for name, m in AGENTS.items() if m.macro == macro and name != "dsac"]
+    for group in ("baselines", "maq"):
+        fits = dag_methods(group)
         for name in object.__getattribute__(methods, group):
             if name not in fits:
                 raise ParamsError(f"params key 'methods.{group}' names {name!r}, which is not one of {', '.join(fits)}")

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.agents import AGENTS
 from pipeline.io import write_text_atomic
+from pipeline.methods import METHODS, dag_methods
 from pipeline.tasks import get_task
 
 SWEEP_DIR = Path("sweeps")
@@ -46,7 +46,7 @@ class Point:
 
     def overrides(self) -> list[str]:
         """`dvc exp run -S` arguments that make the DAG run exactly this point."""
-        maq = AGENTS[self.method].macro
+        maq = METHODS[self.method].macro
         return [
             f"tasks=[{self.task}]",
             f"methods.baselines=[{'' if maq else self.method}]",
@@ -61,11 +61,11 @@ def grid(tasks, methods, Hs, Ks, seeds) -> list[Point]:
     for task in tasks:
         get_task(task)
     for method in methods:
-        if method not in AGENTS or method == "dsac":
-            raise ValueError(f"unknown method {method!r}; choose from {', '.join(m for m in AGENTS if m != 'dsac')}")
+        if method not in dag_methods():
+            raise ValueError(f"unknown method {method!r}; choose from {', '.join(dag_methods())}")
     points = []
     for task, method, H, K, seed in itertools.product(tasks, methods, Hs, Ks, seeds):
-        if not AGENTS[method].macro and (H, K) != (Hs[0], Ks[0]):
+        if not METHODS[method].macro and (H, K) != (Hs[0], Ks[0]):
             continue  # a baseline does not use the codebook: one point per task × seed is enough
         points.append(Point(task, method, H, K, seed))
     return points

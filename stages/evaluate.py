@@ -14,16 +14,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pipeline.agents import AGENTS
 from pipeline.config import load_params
 from pipeline.evaluation import run_evaluate
+from pipeline.methods import METHODS, dag_methods
 from pipeline.tasks import get_task
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", required=True)
-    parser.add_argument("--method", required=True, choices=[m for m in AGENTS if m != "dsac"])
+    parser.add_argument("--method", required=True, choices=dag_methods())
     parser.add_argument("--seed", required=True, type=int)
     args = parser.parse_args(argv)
     task, method, seed = get_task(args.task).name, args.method, args.seed
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     s = run_evaluate(
         task, method, seed, load_params().evaluate,
         agent_dir=Path("models/agents") / run,
-        codebook_dir=Path("models/codebooks") / task if AGENTS[method].macro else None,
+        codebook_dir=Path("models/codebooks") / task if METHODS[method].macro else None,
         prepared_dir=Path("data/prepared") / task,
         references_path=Path("data/references") / task / "references.json",
         out_dir=Path("evaluations") / run,

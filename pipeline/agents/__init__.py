@@ -1,49 +1,56 @@
-"""RL backends and the macro-action layer. Look methods up in `AGENTS`, never by if-chains:
+"""RL backends and the macro-action layer. Method names, kinds and configs live in the torch-free
+`pipeline.methods`; this package builds and trains the agents. Look methods up in `AGENTS`:
 
-    agent = AGENTS[name](obs_dim, action_space, config=None, device=None)   # config None: preset
-    agent.act(obs, deterministic) -> action (A,) in [-1, 1] | int code
-    agent.update(batch) -> dict[str, float]      # batch: see pipeline.agents.replay
-    agent.state_dict() / agent.load_state_dict(...)
+    agent = AGENTS[name](obs_dim, action_space, config=None, device=None, seeds=(seed,))  # config None: preset
+    agent.act(obs, deterministic) -> action (A,) in [-1, 1] | int code       (one member)
+    agent.act_members(obs (P, B, S), deterministic) -> (P, B, A) | (P, B)      (a population)
+    agent.update(batch) / agent.update_members(batch, active)                 # see pipeline.agents.replay
+    agent.member(i), agent.state_dict() / agent.load_state_dict(...)
     save_agent(agent, directory, codebook_hash=...) / load_agent(directory, codebook=...)
 
-| name       | backend            | acts in   | data                                    |
-|------------|--------------------|-----------|-----------------------------------------|
-| sac        | sac.SAC            | actions   | online                                  |
-| rlpd       | sac.SAC (RLPD cfg) | actions   | 50/50 demonstrations / online           |
-| iql        | iql.IQL            | actions   | offline, then online                    |
-| dsac       | dsac.DSAC          | any Discrete | online (plain discrete SAC backend)  |
-| maq_rlpd   | dsac.DSAC (RLPD cfg) | codes   | 50/50 demo macro transitions / online   |
-| maq_dsac   | dsac.DSAC          | codes     | online                                  |
-| maq_iql    | discrete_iql       | codes     | offline, then online                    |
-
-`PRESETS` holds further named configs (e.g. `maq_rlpd_official`, the official MAQ+RLPD settings).
+`seeds` makes a population: one independent agent per seed, trained together (see `base`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import gymnasium as gym
+
 from pipeline.agents.artifact import load_agent, save_agent
-from pipeline.agents.base import Agent, Method
-from pipeline.agents.discrete_iql import MAQ_IQL_CONFIG, DiscreteIQL
-from pipeline.agents.dsac import DSAC, DSAC_CONFIG, MAQ_DSAC_CONFIG, MAQ_RLPD_CONFIG, MAQ_RLPD_OFFICIAL_CONFIG
-from pipeline.agents.iql import IQL, IQL_CONFIG
-from pipeline.agents.sac import RLPD_CONFIG, SAC, SAC_CONFIG
+from pipeline.agents.base import Agent
+from pipeline.agents.discrete_iql import DiscreteIQL
+from pipeline.agents.dsac import DSAC
+from pipeline.agents.iql import IQL
+from pipeline.agents.sac import SAC
+from pipeline.methods import METHODS, PRESETS, Method
 
-AGENTS: dict[str, Method] = {
-    m.name: m
-    for m in [
-        Method("sac", SAC, SAC_CONFIG, doc="SAC, auto entropy (target −A)"),
-        Method("rlpd", SAC, RLPD_CONFIG, doc="RLPD: SAC + 10 LayerNorm critics (min of 2), UTD 20, 50/50 demo batches"),
-        Method("iql", IQL, IQL_CONFIG, offline_phase=True, doc="IQL, offline then online"),
-        Method("dsac", DSAC, DSAC_CONFIG, discrete=True, doc="discrete SAC backend"),
-        Method("maq_rlpd", DSAC, MAQ_RLPD_CONFIG, discrete=True, macro=True, doc="discrete SAC over codes with the RLPD recipe"),
-        Method("maq_dsac", DSAC, MAQ_DSAC_CONFIG, discrete=True, macro=True, doc="discrete SAC over codes, online only"),
-        Method("maq_iql", DiscreteIQL, MAQ_IQL_CONFIG, discrete=True, macro=True, offline_phase=True, doc="discrete IQL over codes + KL to a code prior"),
-    ]
-}
+BACKENDS: dict[str, type[Agent]] = {"sac": SAC, "dsac": DSAC, "iql": IQL, "discrete_iql": DiscreteIQL}
 
-# Named config overrides for comparison: preset name → (method, config).
-PRESETS = {
-    "maq_rlpd_official": ("maq_rlpd", MAQ_RLPD_OFFICIAL_CONFIG),
-}
 
-__all__ = ["AGENTS", "PRESETS", "Agent", "Method", "save_agent", "load_agent"]
+@dataclass(frozen=True)
+class AgentBuilder:
+    """A method of `pipeline.methods.METHODS` bound to its backend class."""
+
+    spec: Method
+    agent_class: type[Agent]
+
+    def __getattr__(self, name: str) -> Any:  # name, discrete, macro, offline_phase, default_config, doc, …
+        return getattr(self.spec, name)
+
+    def __call__(self, obs_dim: int, action_space: gym.Space, config: Any = None, device=None,
+                 seeds: Sequence[int] = (0,)) -> Agent:
+        config = self.spec.default_config if config is None else config
+        if not isinstance(config, self.spec.config_class):
+            raise TypeError(f"{self.spec.name} takes a {self.spec.config_class.__name__}, got {type(config).__name__}")
+        from pipeline.agents.networks import default_device
+
+        agent = self.agent_class(obs_dim, action_space, config, default_device() if device is None else device, seeds)
+        agent.method = self.spec.name
+        return agent.to(agent.device)
+
+
+AGENTS: dict[str, AgentBuilder] = {name: AgentBuilder(m, BACKENDS[m.backend]) for name, m in METHODS.items()}
+
+__all__ = ["AGENTS", "PRESETS", "Agent", "save_agent", "load_agent"]

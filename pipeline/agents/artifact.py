@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from pipeline.agents.base import Agent, space_from_dict, space_to_dict
 from pipeline.io import atomic_path, write_json_atomic
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: networks carry the population axis (pipeline.agents.networks)
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 
 
@@ -27,6 +27,8 @@ def save_agent(agent: Agent, directory: str | Path, codebook_hash: str | None = 
     (provenance: task, seed, data, budget) is stored in config.json under "info"."""
     from pipeline.agents import AGENTS
 
+    if agent.population != 1:
+        raise ValueError(f"save one member at a time: agent.member(i) (this population has {agent.population})")
     if agent.method not in AGENTS:
         raise ValueError(f"agent.method {agent.method!r} is not a registered method; build agents with AGENTS[name]")
     if AGENTS[agent.method].macro and codebook_hash is None:
@@ -65,10 +67,73 @@ def load_agent(directory: str | Path, codebook=None, device=None) -> Agent:
         given = codebook if isinstance(codebook, str) else codebook.hash
         if given != meta["codebook_hash"]:
             raise ValueError(f"{directory}: agent was trained on codebook {meta['codebook_hash']}, got codebook {given}")
-    agent = method(meta["obs_dim"], space_from_dict(meta["action_space"]), method.config_from_dict(meta["config"]), device)
+    seed = meta.get("info", {}).get("seed", 0)
+    agent = method(meta["obs_dim"], space_from_dict(meta["action_space"]), method.config_from_dict(meta["config"]), device,
+                   seeds=(seed,))
     try:
         weights = load_file(str(directory / WEIGHTS_FILE), device=str(agent.device))
     except Exception as e:
         raise ValueError(f"{directory / WEIGHTS_FILE} cannot be read ({e}); re-run the stage that wrote it") from e
     agent.load_state_dict(weights)
     return agent
+
+
+CURVE_COLUMNS = ("env_steps", "eval_return", "eval_normalized_score", "eval_success_rate")
+
+
+def curve_csv(curve: list[dict]) -> str:
+    """A learning curve (rows of CURVE_COLUMNS) as CSV text (the finetune stage's plot file)."""
+    lines = [",".join(CURVE_COLUMNS)]
+    lines += [",".join(f"{row[c]:.6g}" if isinstance(row[c], float) else str(row[c]) for c in CURVE_COLUMNS) for row in curve]
+    return "\n".join(lines) + "\n"
+
+
+def agent_card(task: str, method: str, seed: int, config, cfg, overrides: dict, meta: dict,
+               codebook, curve: list[dict], metrics: dict) -> str:
+    """The model card (README.md) of a trained agent."""
+    from pipeline.config import section_to_dict
+    from pipeline.methods import METHODS
+    from pipeline.tasks import get_task
+
+    entry = METHODS[method]
+    spec = get_task(task)
+    uses = "codes of a VQ-VAE macro-action codebook" if entry.macro else "continuous actions"
+    lines = [
+        f"# {method} on {task} (seed {seed})",
+        "",
+        f"A `{method}` agent ({entry.doc}) trained on `{spec.env_id}` by the MAQ hub `finetune` stage. It acts in {uses}.",
+        "",
+        "| | |", "|---|---|",
+        f"| demonstrations | `{meta['source']}` (sha256 `{meta['source_sha256'][:16]}…`) |",
+    ]
+    if codebook is not None:
+        lines.append(f"| codebook | H={codebook.H}, K={codebook.K}, sha256 `{codebook.hash}` |")
+    lines += [
+        f"| budget | {metrics['env_steps']} env steps, {metrics['offline_updates']} offline updates, {metrics['online_updates']} online update rounds |",
+        f"| wall time | {metrics['train_seconds']:.0f} s for a population of {metrics['population']} seeds trained together |",
+        f"| final curve point | return {metrics['final_eval_return']:.1f}, normalized score {metrics['final_eval_normalized_score']:.1f}, "
+        f"success {metrics['final_eval_success_rate']:.2f} ({cfg.eval_episodes} episodes) |",
+        "",
+        "The numbers above are the training-time learning curve; the `evaluate` stage reports the protocol's "
+        "metrics (seeded episodes, human-likeness).",
+        "",
+        "## Learning curve",
+        "",
+        "| env steps | return | normalized score | success |", "|---|---|---|---|",
+        *[f"| {p['env_steps']} | {p['eval_return']:.1f} | {p['eval_normalized_score']:.1f} | {p['eval_success_rate']:.2f} |" for p in curve],
+        "",
+        "## Config",
+        "",
+        "```json",
+        json.dumps({"backend": asdict(config), "finetune": section_to_dict(cfg), "overrides": overrides}, indent=2, default=str),
+        "```",
+        "",
+        "## Reproduce",
+        "",
+        f"`dvc repro finetune@{task}-{method}` with these params (every seed of `seeds` is trained in one process; this "
+        f"agent is written to `models/agents/{task}/{method}/seed{seed}/`).",
+        "",
+        "Load it with `pipeline.agents.load_agent(directory, codebook=...)`; a MAQ agent refuses a codebook with another hash.",
+        "",
+    ]
+    return "\n".join(lines)

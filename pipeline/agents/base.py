@@ -1,19 +1,28 @@
-"""What every backend shares: the agent interface, action-space bookkeeping and batch conversion.
+"""What every backend shares: the population agent interface, member randomness, batch conversion.
 
-Every backend is an `nn.Module` subclass of `Agent`, so `state_dict()` / `load_state_dict()` hold
-all its weights, its temperature and its normalizer statistics (buffers). Optimizer state is not
-part of it (resumable checkpoints are the finetune stage's business).
+Every backend is an `nn.Module` subclass of `Agent` holding a *population* of P agents, one per
+run seed, each network with a leading member axis (`pipeline.agents.networks`). A single agent
+is a population of one. `state_dict()` holds all members' weights, temperatures and the shared
+observation normalizer (buffers); `member(i)` is member i alone, as a population of one (what
+is saved per seed). Optimizer state is not part of the state dict (resumable checkpoints are the
+training loop's business).
+
+Members never interact: each has its own generator (initial weights, policy noise, critic
+subsets), its own per-member losses and its own optimizer step count. `update_members(batch,
+active)` runs one update round for the `active` members; the others are left exactly as they were.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Callable
+import copy
+from typing import Any, Sequence
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
+
+from pipeline.agents.networks import PopulationAdam, init_members, member_generators
 
 
 def space_to_dict(space: gym.Space) -> dict:
@@ -49,26 +58,55 @@ def require_discrete(action_space: gym.Space, name: str) -> int:
     return int(action_space.n)
 
 
-class Agent(nn.Module):
-    """Common interface of all backends.
+def member_mean(x: torch.Tensor) -> torch.Tensor:
+    """Mean over everything but the leading member axis: (P, …) → (P,)."""
+    return x.reshape(x.shape[0], -1).mean(1)
 
-    - `act(obs, deterministic)`: obs `(S,)` → action `(A,)` in [-1, 1] or an int code;
-      obs `(B, S)` → `(B, A)` or `(B,)`.
-    - `update(batch)`: one call = one update round on a batch of `update_batch_size` rows
-      (`utd` critic steps on consecutive minibatches of `batch_size`, one actor step); returns
-      float losses.
-    - `state_dict()` / `load_state_dict()` from `nn.Module`.
+
+class Agent(nn.Module):
+    """Common interface of all backends (P = `population`, one member per seed).
+
+    - `act(obs, deterministic)` (a population of one): obs `(S,)` → action `(A,)` in [-1, 1] or
+      an int code; obs `(B, S)` → `(B, A)` or `(B,)`.
+    - `act_members(obs, deterministic)`: obs `(P, B, S)` → `(P, B, A)` or `(P, B)`.
+    - `update(batch)` (a population of one) / `update_members(batch, active)`: one update round on
+      a batch of `update_batch_size` rows per member (`utd` critic steps on consecutive
+      minibatches of `batch_size`, one actor step); columns `(P, N, …)` for `update_members`.
+      Returns the losses, floats / `(P,)` arrays.
+    - `member(i)`: member i as a population of one (for saving and evaluating one seed).
     """
 
     method: str = ""  # registry name, set by the builder
 
-    def __init__(self, obs_dim: int, action_space: gym.Space, config: Any, device: torch.device):
+    def __init__(self, obs_dim: int, action_space: gym.Space, config: Any, device: torch.device, seeds: Sequence[int]):
         super().__init__()
+        if not seeds:
+            raise ValueError("a population needs at least one member seed")
         self.obs_dim = obs_dim
         self.action_space = action_space
         self.config = config
         self.device = torch.device(device)
+        self.seeds = tuple(int(s) for s in seeds)
+        self.population = len(self.seeds)
+        self.generators = member_generators(self.seeds, self.device)
+        self.active: torch.Tensor | None = None  # (P,) bool inside an update round; None: all members
 
+    # -- construction helpers for subclasses --------------------------------------------------------
+    def init_weights(self) -> None:
+        """Draw every member's initial weights from its own generator (call after building the nets)."""
+        init_members(self, self.generators)
+
+    def make_target(self, net: nn.Module) -> nn.Module:
+        return copy.deepcopy(net).requires_grad_(False)
+
+    def adam(self, params, lr: float) -> PopulationAdam:
+        return PopulationAdam(params, self.population, lr)
+
+    def optimizers(self) -> dict[str, PopulationAdam]:
+        """The backend's optimizers by attribute name (their state goes into resumable checkpoints)."""
+        return {name: value for name, value in vars(self).items() if isinstance(value, PopulationAdam)}
+
+    # -- normalization ----------------------------------------------------------------------------
     def set_obs_stats(self, mean: np.ndarray, std: np.ndarray) -> None:
         """Store the train split's observation statistics (buffers, saved with the weights).
         Backends without a `normalizer` submodule (an ObsNormalizer) ignore them."""
@@ -82,19 +120,76 @@ class Agent(nn.Module):
     def norm(self, obs: torch.Tensor) -> torch.Tensor:
         return self.obs_normalizer(obs) if self.obs_normalizer is not None and self.config.normalize_obs else obs
 
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        """The backend's optimizers by attribute name (their state goes into resumable checkpoints)."""
-        return {name: value for name, value in vars(self).items() if isinstance(value, torch.optim.Optimizer)}
+    # -- member randomness ----------------------------------------------------------------------
+    def _each_member(self, draw) -> torch.Tensor:
+        """Stack `draw(generator)` over members; an inactive member draws nothing (zeros), so its
+        generator does not advance."""
+        active = self.active.tolist() if self.active is not None else [True] * self.population
+        draws = [draw(g) if on else None for g, on in zip(self.generators, active)]
+        like = next((x for x in draws if x is not None), None)
+        if like is None:  # no member active: the shape from a throw-away generator
+            like = draw(torch.Generator(device=self.device))
+        return torch.stack([x if x is not None else torch.zeros_like(like) for x in draws])
 
+    def member_randn(self, *shape: int) -> torch.Tensor:
+        """Standard normal noise (P, *shape), member p's from its own generator."""
+        return self._each_member(lambda g: torch.randn(shape, generator=g, device=self.device))
+
+    def member_rand(self, *shape: int) -> torch.Tensor:
+        """Uniform [0, 1) noise (P, *shape), member p's from its own generator."""
+        return self._each_member(lambda g: torch.rand(shape, generator=g, device=self.device))
+
+    def member_subsets(self, n: int, k: int) -> torch.Tensor:
+        """(P, k) distinct indices < n per member (RLPD's random critic subsets)."""
+        if k >= n:
+            return torch.arange(n, device=self.device).expand(self.population, n)
+        return self._each_member(lambda g: torch.randperm(n, generator=g, device=self.device)[:k])
+
+    def sample_categorical(self, logits: torch.Tensor) -> torch.Tensor:
+        """One draw per row of `logits` (P, B, K) by the Gumbel-max trick with member noise: (P, B)."""
+        u = self.member_rand(*logits.shape[1:]).clamp_min(1e-20)
+        return (logits - torch.log(-torch.log(u))).argmax(-1)
+
+    # -- acting ----------------------------------------------------------------------------------
+    def act_round(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        """Actions (P, B, A) or codes (P, B) at obs (P, B, S); stochastic draws use member noise."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def act_members(self, obs, deterministic: bool = False, active: np.ndarray | None = None) -> np.ndarray:
+        """obs (P, B, S) → (P, B, A) or (P, B). Members not `active` draw no noise (their rows are
+        computed but meaningless), so a member's stream does not depend on the others' schedule."""
+        self.active = None if active is None or np.all(active) else torch.as_tensor(np.asarray(active, bool), device=self.device)
+        try:
+            return self.act_round(self.obs_tensor(obs), deterministic).cpu().numpy()
+        finally:
+            self.active = None
+
+    def act(self, obs: np.ndarray, deterministic: bool = False):
+        """A population of one acting: obs (S,) or (B, S)."""
+        if self.population != 1:
+            raise ValueError(f"act() is for a single agent; this population has {self.population} members: use act_members")
+        obs = np.asarray(obs, np.float32)
+        single = obs.ndim == 1
+        out = self.act_members(obs.reshape(1, -1, obs.shape[-1]), deterministic)[0]
+        if single:
+            return int(out[0]) if isinstance(self.action_space, gym.spaces.Discrete) else out[0]
+        return out
+
+    def obs_tensor(self, obs) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=self.device)  # (P, B, S)
+
+    # -- updating --------------------------------------------------------------------------------
     @property
     def update_batch_size(self) -> int:
         return self.config.batch_size * getattr(self.config, "utd", 1)
 
-    def to_torch(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        """Numpy batch → tensors on the agent's device (floats as float32, actions as given)."""
+    def to_torch(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Batch columns (P, N, …) → tensors on the agent's device (floats as float32, discrete
+        actions as int64, `demo` as bool). A batch without `steps` spans one env step per row."""
         out = {}
         for key, value in batch.items():
-            t = torch.as_tensor(np.asarray(value))
+            t = torch.as_tensor(np.asarray(value)) if not isinstance(value, torch.Tensor) else value
             if key == "action" and isinstance(self.action_space, gym.spaces.Discrete):
                 t = t.long()
             elif key == "demo":
@@ -110,57 +205,60 @@ class Agent(nn.Module):
         """γ^h for transitions that spanned h env steps."""
         return self.config.gamma ** steps
 
-    def obs_tensor(self, obs: np.ndarray) -> tuple[torch.Tensor, bool]:
-        obs = torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=self.device)
-        single = obs.dim() == 1
-        return (obs.unsqueeze(0) if single else obs), single
-
     @staticmethod
     def minibatches(batch: dict[str, torch.Tensor], n: int) -> list[dict[str, torch.Tensor]]:
-        """Split a batch into `n` equal consecutive minibatches (RLPD's UTD scheme)."""
-        size = len(batch["reward"])
+        """Split each member's rows into `n` equal consecutive minibatches (RLPD's UTD scheme)."""
+        size = batch["reward"].shape[1]
         if size % n:
             raise ValueError(f"batch of {size} rows does not split into utd={n} minibatches")
         m = size // n
-        return [{k: v[i * m : (i + 1) * m] for k, v in batch.items()} for i in range(n)]
+        return [{k: v[:, i * m : (i + 1) * m] for k, v in batch.items()} for i in range(n)]
 
+    def step(self, optimizer: PopulationAdam, loss: torch.Tensor, only: torch.Tensor | None = None) -> None:
+        """Backpropagate the sum of the per-member losses `loss` (P,) and step the active members
+        (and of those, `only` the members marked there, when given)."""
+        optimizer.zero_grad()
+        loss.sum().backward()
+        active = self.active
+        if only is not None:
+            active = only if active is None else active & only
+        optimizer.step(active)
 
-@dataclass(frozen=True)
-class Method:
-    """A registry entry: `AGENTS[name](obs_dim, action_space, config=None, device=None)`.
+    def update_round(self, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One update round on tensors (P, N, …); returns per-member losses (P,). No host sync."""
+        raise NotImplementedError
 
-    `config=None` takes `default_config`. `discrete`: the method needs a Discrete action space;
-    `macro`: it acts in codes (its env must be a `MacroActionEnv`). `offline_phase`: the training
-    loop first updates on the demonstrations alone, then keeps them in the online buffer. A
-    config's `offline_ratio` > 0 says the training loop samples batches with a MixedSampler.
-    """
+    def update_members(self, batch: dict, active: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        self.active = None if active is None or np.all(active) else torch.as_tensor(np.asarray(active, bool), device=self.device)
+        try:
+            info = self.update_round(self.to_torch(batch))
+        finally:
+            self.active = None
+        return {k: v.detach().cpu().numpy() for k, v in info.items()}
 
-    name: str
-    agent_class: Callable[..., Agent]
-    default_config: Any
-    discrete: bool = False  # acts in a Discrete space (codes for MAQ methods)
-    macro: bool = False
-    offline_phase: bool = False  # trains on the demonstrations alone before going online (IQL)
-    doc: str = ""
+    def update(self, batch: dict) -> dict[str, float]:
+        """A population of one: batch columns (N, …)."""
+        if self.population != 1:
+            raise ValueError(f"update() is for a single agent; this population has {self.population} members")
+        info = self.update_members({k: np.asarray(v)[None] for k, v in batch.items()})
+        return {k: float(v[0]) for k, v in info.items()}
 
-    @property
-    def config_class(self) -> type:
-        return type(self.default_config)
+    # -- members -----------------------------------------------------------------------------------
+    def member_state_dict(self, i: int) -> dict[str, torch.Tensor]:
+        """Member i's weights, shaped as a population of one (shared buffers copied)."""
+        params = {name for name, _ in self.named_parameters()}
+        out = {}
+        for name, t in self.state_dict().items():
+            if name in params:
+                rows = t.shape[0] // self.population
+                t = t[i * rows : (i + 1) * rows]
+            out[name] = t.detach().clone()
+        return out
 
-    def __call__(self, obs_dim: int, action_space: gym.Space, config: Any = None, device=None) -> Agent:
-        config = self.default_config if config is None else config
-        if not isinstance(config, self.config_class):
-            raise TypeError(f"{self.name} takes a {self.config_class.__name__}, got {type(config).__name__}")
-        from pipeline.agents.networks import default_device
-
-        agent = self.agent_class(obs_dim, action_space, config, default_device() if device is None else device)
-        agent.method = self.name
-        return agent.to(agent.device)
-
-    def config_from_dict(self, d: dict) -> Any:
-        """Rebuild a config from its JSON dict (lists back to tuples); unknown keys raise."""
-        known = asdict(self.default_config)
-        unknown = set(d) - set(known)
-        if unknown:
-            raise KeyError(f"{self.name} config has no keys {sorted(unknown)}")
-        return self.config_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+    def member(self, i: int) -> "Agent":
+        """Member i alone: a new population of one with its weights (no optimizer state)."""
+        one = type(self)(self.obs_dim, self.action_space, self.config, self.device, seeds=(self.seeds[i],))
+        one.method = self.method
+        one.load_state_dict(self.member_state_dict(i))
+        one.generators[0].set_state(self.generators[i].get_state())
+        return one

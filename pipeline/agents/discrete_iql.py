@@ -10,121 +10,86 @@ Per step, on a batch (s, k, R, s', d, h):
   policy    L = −w · log π(k|s) + λ · KL(p(·|s) ‖ π(·|s)),  w = min(exp(β (Q̄ − V)), 100), λ = 0.5
 The KL toward the prior keeps probability on codes people use in each state. Deterministic
 action: argmax of the logits. Observations are normalized with train-split statistics (buffers).
-A batch without a `demo` column counts as all demonstrations (the offline phase).
+A batch without a `demo` column counts as all demonstrations (the offline phase); a member whose
+batch holds no demonstration row leaves its prior as it is that round.
+Config: `pipeline.methods.DiscreteIQLConfig`. Shapes carry the population axis P first.
 """
 
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass
-
 import gymnasium as gym
 import numpy as np
 import torch
-from torch import nn
 from torch.nn import functional as F
 
-from pipeline.agents.base import Agent, require_discrete
+from pipeline.agents.base import Agent, member_mean, require_discrete
 from pipeline.agents.iql import expectile_loss
-from pipeline.agents.networks import EnsembleMLP, ObsNormalizer, mlp, soft_update
-
-
-@dataclass(frozen=True)
-class DiscreteIQLConfig:
-    hidden: tuple[int, ...] = (256, 256)
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4  # Q and V
-    prior_lr: float = 3e-4
-    gamma: float = 0.99  # per env step; a macro of h steps bootstraps with γ^h
-    tau: float = 0.005
-    batch_size: int = 256  # (the official MAQ+IQL uses 32)
-    expectile: float = 0.7
-    beta: float = 3.0
-    max_weight: float = 100.0
-    prior_kl_coef: float = 0.5  # λ of KL(prior ‖ π)
-    normalize_obs: bool = True
-    warmup_steps: int = 0
-    update_every: int = 1  # env (macro) steps between updates (training loop)
-    buffer_size: int = 1_000_000
-    offline_ratio: float = 0.0
-
-
-MAQ_IQL_CONFIG = DiscreteIQLConfig()
+from pipeline.agents.networks import CriticEnsemble, EnsembleMLP, ObsNormalizer, soft_update
+from pipeline.methods import DiscreteIQLConfig
 
 
 class DiscreteIQL(Agent):
-    def __init__(self, obs_dim: int, action_space: gym.Space, config: DiscreteIQLConfig, device):
-        super().__init__(obs_dim, action_space, config, device)
+    def __init__(self, obs_dim: int, action_space: gym.Space, config: DiscreteIQLConfig, device, seeds=(0,)):
+        super().__init__(obs_dim, action_space, config, device, seeds)
         n_codes = require_discrete(action_space, "maq_iql")
+        P = self.population
         self.normalizer = ObsNormalizer(obs_dim)
-        self.actor = mlp(obs_dim, config.hidden, n_codes)  # logits (B, K)
-        self.prior = mlp(obs_dim, config.hidden, n_codes)  # logits (B, K)
-        self.critic = EnsembleMLP(2, obs_dim, config.hidden, n_codes)  # (2, B, K)
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.value = mlp(obs_dim, config.hidden, 1)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
-        self.prior_opt = torch.optim.Adam(self.prior.parameters(), lr=config.prior_lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
-        self.value_opt = torch.optim.Adam(self.value.parameters(), lr=config.critic_lr)
+        self.actor = EnsembleMLP(P, obs_dim, config.hidden, n_codes)  # logits (P, B, K)
+        self.prior = EnsembleMLP(P, obs_dim, config.hidden, n_codes)  # logits (P, B, K)
+        self.critic = CriticEnsemble(P, 2, obs_dim, config.hidden, n_codes)  # (P, 2, B, K)
+        self.value = EnsembleMLP(P, obs_dim, config.hidden, 1)
+        self.init_weights()
+        self.critic_target = self.make_target(self.critic)
+        self.actor_opt = self.adam(self.actor.parameters(), config.actor_lr)
+        self.prior_opt = self.adam(self.prior.parameters(), config.prior_lr)
+        self.critic_opt = self.adam(self.critic.parameters(), config.critic_lr)
+        self.value_opt = self.adam(self.value.parameters(), config.critic_lr)
 
     @staticmethod
-    def at_code(q: torch.Tensor, code: torch.Tensor) -> torch.Tensor:  # (…, B, K), (B,) → (…, B)
-        return q.gather(-1, code.expand(*q.shape[:-1]).unsqueeze(-1)).squeeze(-1)
+    def at_code(q: torch.Tensor, code: torch.Tensor) -> torch.Tensor:  # (P, …, B, K), (P, B) → (P, …, B)
+        code = code.view(code.shape[0], *([1] * (q.dim() - 3)), code.shape[1]).expand(*q.shape[:-1])
+        return q.gather(-1, code.unsqueeze(-1)).squeeze(-1)
 
-    @torch.no_grad()
-    def act(self, obs: np.ndarray, deterministic: bool = False):
-        obs, single = self.obs_tensor(obs)
-        logits = self.actor(self.norm(obs))
-        code = logits.argmax(-1) if deterministic else torch.distributions.Categorical(logits=logits).sample()
-        code = code.cpu().numpy()
-        return int(code[0]) if single else code
+    def act_round(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        logits = self.actor(self.norm(obs))  # (P, B, K)
+        code = logits.argmax(-1) if deterministic else self.sample_categorical(logits)
+        return code  # (P, B)
 
-    def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
-        b = self.to_torch(batch)
+    def update_round(self, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         obs, next_obs, code = self.norm(b["obs"]), self.norm(b["next_obs"]), b["action"]
-        info = {}
 
         # prior: cross-entropy on the encoder's codes of demonstration rows
-        demo = b.get("demo", torch.ones_like(code, dtype=torch.bool))
-        if demo.any():
-            prior_loss = F.cross_entropy(self.prior(obs[demo]), code[demo])
-            self.prior_opt.zero_grad(set_to_none=True)
-            prior_loss.backward()
-            self.prior_opt.step()
-            info["prior_loss"] = prior_loss.item()
+        demo = b.get("demo", torch.ones_like(code, dtype=torch.bool)).float()  # (P, B)
+        n_demo = demo.sum(1)
+        cross_entropy = F.cross_entropy(self.prior(obs).transpose(1, 2), code, reduction="none")  # (P, B)
+        prior_loss = (cross_entropy * demo).sum(1) / n_demo.clamp_min(1)
+        self.step(self.prior_opt, prior_loss, only=n_demo > 0)
 
         # V: expectile of the target critics' min at the taken codes
         with torch.no_grad():
-            q_target = self.at_code(self.critic_target(obs), code).min(0).values  # (B,)
+            q_target = self.at_code(self.critic_target(obs), code).min(1).values  # (P, B)
         v = self.value(obs).squeeze(-1)
         advantage = q_target - v
         value_loss = expectile_loss(advantage, self.config.expectile)
-        self.value_opt.zero_grad(set_to_none=True)
-        value_loss.backward()
-        self.value_opt.step()
+        self.step(self.value_opt, value_loss)
 
         # Q: targets through V(s')
         with torch.no_grad():
             next_v = self.value(next_obs).squeeze(-1)
-            target = b["reward"] + self.discount(b["steps"]) * (1.0 - b["terminal"]) * next_v
-        q = self.at_code(self.critic(obs), code)  # (2, B)
-        critic_loss = F.mse_loss(q, target.expand_as(q))
-        self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_opt.step()
-        soft_update(self.critic_target, self.critic, self.config.tau)
+            target = b["reward"] + self.discount(b["steps"]) * (1.0 - b["terminal"]) * next_v  # (P, B)
+        q = self.at_code(self.critic(obs), code)  # (P, 2, B)
+        critic_loss = member_mean((q - target.unsqueeze(1)) ** 2)
+        self.step(self.critic_opt, critic_loss)
+        soft_update(self.critic_target, self.critic, self.config.tau, self.active)
 
         # policy: advantage-weighted likelihood + λ KL(prior ‖ π)
-        weight = torch.exp(self.config.beta * advantage.detach()).clamp(max=self.config.max_weight)
-        log_pi = F.log_softmax(self.actor(obs), dim=-1)  # (B, K)
+        weight = torch.exp(self.config.beta * advantage.detach()).clamp(max=self.config.max_weight)  # (P, B)
+        log_pi = F.log_softmax(self.actor(obs), dim=-1)  # (P, B, K)
         with torch.no_grad():
             log_prior = F.log_softmax(self.prior(obs), dim=-1)
-        kl = (log_prior.exp() * (log_prior - log_pi)).sum(-1)  # (B,)
+        kl = (log_prior.exp() * (log_prior - log_pi)).sum(-1)  # (P, B)
         awr = -(weight * log_pi.gather(-1, code.unsqueeze(-1)).squeeze(-1))
-        actor_loss = (awr + self.config.prior_kl_coef * kl).mean()
-        self.actor_opt.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.actor_opt.step()
-        info.update(value_loss=value_loss.item(), critic_loss=critic_loss.item(), actor_loss=actor_loss.item(),
-                    kl_prior=kl.mean().item(), mean_weight=weight.mean().item())
-        return info
+        actor_loss = member_mean(awr + self.config.prior_kl_coef * kl)
+        self.step(self.actor_opt, actor_loss)
+        return {"prior_loss": prior_loss.detach(), "value_loss": value_loss.detach(), "critic_loss": critic_loss.detach(),
+                "actor_loss": actor_loss.detach(), "kl_prior": member_mean(kl.detach()), "mean_weight": member_mean(weight)}

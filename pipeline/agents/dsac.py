@@ -12,21 +12,15 @@ is an exact sum, so there is no reparameterization:
 
 `h` is the number of env steps the action spanned (1 for plain actions, up to H for a macro).
 
-Presets (config deltas):
-  - `MAQ_DSAC_CONFIG`: online only (MAQ+DSAC).
-  - `MAQ_RLPD_CONFIG`: the RLPD recipe over codes: 10 critics with LayerNorm, min over a random 2,
-    UTD 20, actor on the ensemble mean, batches half demonstrations (windows encoded to codes),
-    half online.
-  - `MAQ_RLPD_OFFICIAL_CONFIG`: the official MAQ+RLPD code's settings, for comparison: 2 critics,
-    no LayerNorm, α fixed at 0.2 (its auto-α setting is never read), critic lr 1e-3, batch 128
-    = 64 demo + 64 online, one gradient step per 8 macro transitions, online buffer 10k, 8k random
-    warm-up. (It has none of RLPD's ensemble, LayerNorm or high UTD.)
+Configs (`pipeline.methods`): `MAQ_DSAC_CONFIG` (online only), `MAQ_RLPD_CONFIG` (the RLPD
+recipe over codes: 10 LayerNorm critics, min over a random 2, UTD 20, actor on the ensemble mean,
+50/50 demo/online batches) and `MAQ_RLPD_OFFICIAL_CONFIG` (the official MAQ+RLPD code's
+settings: 2 critics, α fixed at 0.2, critic lr 1e-3, batch 128, one step per 8 macro transitions).
+
+Shapes carry the population axis P first: obs (P, B, S), logits (P, B, K), critics (P, E, B, K).
 """
 
 from __future__ import annotations
-
-import copy
-from dataclasses import dataclass, replace
 
 import gymnasium as gym
 import numpy as np
@@ -34,131 +28,75 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pipeline.agents.base import Agent, require_discrete
-from pipeline.agents.networks import EnsembleMLP, mlp, soft_update
-
-
-@dataclass(frozen=True)
-class DSACConfig:
-    hidden: tuple[int, ...] = (256, 256)
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
-    temperature_lr: float = 3e-4
-    gamma: float = 0.99  # discount per env step; a macro of h steps bootstraps with γ^h
-    tau: float = 0.005
-    batch_size: int = 256
-    n_critics: int = 2  # E
-    critic_subset: int = 2  # targets: min over this many random members
-    critic_layer_norm: bool = False
-    actor_q: str = "min"  # "min" or "mean" over the ensemble for the actor
-    utd: int = 1  # critic steps per update round
-    update_every: int = 1  # env (macro) steps between update rounds
-    init_temperature: float = 1.0
-    fixed_temperature: float | None = None  # a number fixes α (no tuning)
-    target_entropy_scale: float = 0.5  # target entropy = scale · log K
-    warmup_steps: int = 5_000  # uniform-random (macro) steps before learning (training loop)
-    buffer_size: int = 1_000_000  # online replay capacity (training loop)
-    offline_ratio: float = 0.0  # share of each batch from demonstrations
-
-
-DSAC_CONFIG = DSACConfig()
-MAQ_DSAC_CONFIG = DSAC_CONFIG
-MAQ_RLPD_CONFIG = replace(
-    DSAC_CONFIG,
-    n_critics=10,
-    critic_subset=2,
-    critic_layer_norm=True,
-    actor_q="mean",
-    utd=20,
-    warmup_steps=10_000,
-    offline_ratio=0.5,
-)
-MAQ_RLPD_OFFICIAL_CONFIG = replace(
-    DSAC_CONFIG,
-    n_critics=2,
-    critic_layer_norm=False,
-    critic_lr=1e-3,
-    fixed_temperature=0.2,
-    batch_size=128,
-    utd=1,
-    update_every=8,
-    warmup_steps=8_000,
-    buffer_size=10_000,
-    offline_ratio=0.5,
-)
+from pipeline.agents.base import Agent, member_mean, require_discrete
+from pipeline.agents.networks import CriticEnsemble, EnsembleMLP, soft_update
+from pipeline.methods import DSACConfig
 
 
 class DSAC(Agent):
-    def __init__(self, obs_dim: int, action_space: gym.Space, config: DSACConfig, device):
-        super().__init__(obs_dim, action_space, config, device)
+    def __init__(self, obs_dim: int, action_space: gym.Space, config: DSACConfig, device, seeds=(0,)):
+        super().__init__(obs_dim, action_space, config, device, seeds)
         n_actions = require_discrete(action_space, "dsac")
-        self.actor = mlp(obs_dim, config.hidden, n_actions)  # logits (B, K)
-        self.critic = EnsembleMLP(config.n_critics, obs_dim, config.hidden, n_actions, config.critic_layer_norm)
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        P = self.population
+        self.actor = EnsembleMLP(P, obs_dim, config.hidden, n_actions)  # logits (P, B, K)
+        self.critic = CriticEnsemble(P, config.n_critics, obs_dim, config.hidden, n_actions, config.critic_layer_norm)
+        self.init_weights()
+        self.critic_target = self.make_target(self.critic)
         alpha0 = config.fixed_temperature if config.fixed_temperature is not None else config.init_temperature
-        self.log_alpha = nn.Parameter(torch.tensor(float(np.log(alpha0))), requires_grad=config.fixed_temperature is None)
+        self.log_alpha = nn.Parameter(torch.full((P,), float(np.log(alpha0))), requires_grad=config.fixed_temperature is None)
         self.target_entropy = config.target_entropy_scale * float(np.log(n_actions))
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=config.temperature_lr)
-        self.generator = torch.Generator().manual_seed(int(torch.randint(2**62, ()).item()))  # critic subsets
+        self.actor_opt = self.adam(self.actor.parameters(), config.actor_lr)
+        self.critic_opt = self.adam(self.critic.parameters(), config.critic_lr)
+        if config.fixed_temperature is None:
+            self.alpha_opt = self.adam([self.log_alpha], config.temperature_lr)
 
     @property
-    def alpha(self) -> torch.Tensor:
+    def alpha(self) -> torch.Tensor:  # (P,)
         return self.log_alpha.exp().detach()
 
-    @torch.no_grad()
-    def act(self, obs: np.ndarray, deterministic: bool = False):
-        obs, single = self.obs_tensor(obs)
-        logits = self.actor(obs)  # (B, K)
-        action = logits.argmax(-1) if deterministic else torch.distributions.Categorical(logits=logits).sample()
-        action = action.cpu().numpy()
-        return int(action[0]) if single else action
+    def act_round(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        logits = self.actor(obs)  # (P, B, K)
+        action = logits.argmax(-1) if deterministic else self.sample_categorical(logits)
+        return action  # (P, B)
 
     @torch.no_grad()
     def soft_value_target(self, next_obs: torch.Tensor) -> torch.Tensor:
-        """Σ_a' π(a'|s') [min-subset Q̄(s', a') − α log π(a'|s')]: (B,)."""
-        log_pi = F.log_softmax(self.actor(next_obs), dim=-1)  # (B, K)
-        next_q = self.critic_target.subset_min(next_obs, self.config.critic_subset, self.generator)  # (B, K)
-        return (log_pi.exp() * (next_q - self.alpha * log_pi)).sum(-1)
+        """Σ_a' π(a'|s') [min-subset Q̄(s', a') − α log π(a'|s')]: (P, B)."""
+        log_pi = F.log_softmax(self.actor(next_obs), dim=-1)  # (P, B, K)
+        subsets = self.member_subsets(self.config.n_critics, self.config.critic_subset)
+        next_q = self.critic_target.subset_min(next_obs, subsets)  # (P, B, K)
+        return (log_pi.exp() * (next_q - self.alpha[:, None, None] * log_pi)).sum(-1)
 
-    def update_critic(self, b: dict[str, torch.Tensor]) -> float:
-        target = b["reward"] + self.discount(b["steps"]) * (1.0 - b["terminal"]) * self.soft_value_target(b["next_obs"])
-        q_all = self.critic(b["obs"])  # (E, B, K)
-        index = b["action"].view(1, -1, 1).expand(q_all.shape[0], -1, 1)
-        q = q_all.gather(-1, index).squeeze(-1)  # (E, B)
-        loss = F.mse_loss(q, target.expand_as(q))
-        self.critic_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.critic_opt.step()
-        soft_update(self.critic_target, self.critic, self.config.tau)
-        return loss.item()
+    def update_critic(self, b: dict[str, torch.Tensor]) -> torch.Tensor:
+        target = b["reward"] + self.discount(b["steps"]) * (1.0 - b["terminal"]) * self.soft_value_target(b["next_obs"])  # (P, B)
+        q_all = self.critic(b["obs"])  # (P, E, B, K)
+        index = b["action"].unsqueeze(1).expand(-1, q_all.shape[1], -1).unsqueeze(-1)  # (P, E, B, 1)
+        q = q_all.gather(-1, index).squeeze(-1)  # (P, E, B)
+        loss = member_mean((q - target.unsqueeze(1)) ** 2)
+        self.step(self.critic_opt, loss)
+        soft_update(self.critic_target, self.critic, self.config.tau, self.active)
+        return loss.detach()
 
-    def update_actor_and_alpha(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
-        log_pi = F.log_softmax(self.actor(b["obs"]), dim=-1)  # (B, K)
+    def update_actor_and_alpha(self, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        log_pi = F.log_softmax(self.actor(b["obs"]), dim=-1)  # (P, B, K)
         pi = log_pi.exp()
         with torch.no_grad():
-            q = self.critic(b["obs"])  # (E, B, K)
-            q = q.mean(0) if self.config.actor_q == "mean" else q.min(0).values
-        actor_loss = (pi * (self.alpha * log_pi - q)).sum(-1).mean()
-        self.actor_opt.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.actor_opt.step()
+            q = self.critic(b["obs"])  # (P, E, B, K)
+            q = q.mean(1) if self.config.actor_q == "mean" else q.min(1).values  # (P, B, K)
+        actor_loss = member_mean((pi * (self.alpha[:, None, None] * log_pi - q)).sum(-1))
+        self.step(self.actor_opt, actor_loss)
 
-        entropy = -(pi * log_pi).sum(-1).detach()  # (B,)
-        info = {"actor_loss": actor_loss.item(), "alpha": self.alpha.item(), "entropy": entropy.mean().item()}
+        entropy = -(pi * log_pi).sum(-1).detach()  # (P, B)
+        info = {"actor_loss": actor_loss.detach(), "alpha": self.alpha, "entropy": member_mean(entropy)}
         if self.config.fixed_temperature is None:
-            alpha_loss = (self.log_alpha * (entropy - self.target_entropy)).mean()
-            self.alpha_opt.zero_grad(set_to_none=True)
-            alpha_loss.backward()
-            self.alpha_opt.step()
-            info["alpha_loss"] = alpha_loss.item()
+            alpha_loss = member_mean(self.log_alpha[:, None] * (entropy - self.target_entropy))
+            self.step(self.alpha_opt, alpha_loss)
+            info["alpha_loss"] = alpha_loss.detach()
         return info
 
-    def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
-        b = self.to_torch(batch)
+    def update_round(self, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         minibatches = self.minibatches(b, self.config.utd)
-        critic_losses = [self.update_critic(mb) for mb in minibatches]
+        critic_losses = torch.stack([self.update_critic(mb) for mb in minibatches])  # (utd, P)
         info = self.update_actor_and_alpha(minibatches[-1])
-        info["critic_loss"] = float(np.mean(critic_losses))
+        info["critic_loss"] = critic_losses.mean(0)
         return info

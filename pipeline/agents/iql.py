@@ -10,120 +10,90 @@ action is the mean. Observations are normalized with train-split statistics held
 (`agent.set_obs_stats(mean, std)` before training), so a saved agent normalizes by itself.
 
 Offline then online: the algorithm is the same; the training loop first samples demonstrations
-only, then adds the agent's own transitions to the buffer.
+only, then adds the agent's own transitions to the buffer. Config: `pipeline.methods.IQLConfig`.
+Shapes carry the population axis P first: obs (P, B, S), critics (P, 2, B).
 """
 
 from __future__ import annotations
-
-import copy
-from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from pipeline.agents.base import Agent, require_box
-from pipeline.agents.networks import EnsembleMLP, ObsNormalizer, mlp, soft_update
+from pipeline.agents.base import Agent, member_mean, require_box
+from pipeline.agents.networks import CriticEnsemble, EnsembleMLP, ObsNormalizer, soft_update
+from pipeline.methods import IQLConfig
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 
 
-@dataclass(frozen=True)
-class IQLConfig:
-    hidden: tuple[int, ...] = (256, 256)
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4  # Q and V
-    gamma: float = 0.99
-    tau: float = 0.005
-    batch_size: int = 256
-    expectile: float = 0.7  # τ of the value's expectile regression
-    beta: float = 3.0  # inverse temperature of the advantage weights
-    max_weight: float = 100.0  # advantage weights are clipped here
-    normalize_obs: bool = True  # normalize with train-split statistics (set_obs_stats)
-    warmup_steps: int = 0  # random steps before online learning (training loop; IQL starts from offline)
-    update_every: int = 1  # env (macro) steps between updates (training loop)
-    buffer_size: int = 1_000_000
-    offline_ratio: float = 0.0  # 0: online rows are appended to the demonstrations' buffer (CORL)
-
-
-IQL_CONFIG = IQLConfig()
-
-
 def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
-    """Mean of |τ − 1(u < 0)| · u² for u = target − prediction."""
+    """Per-member mean of |τ − 1(u < 0)| · u² for u = target − prediction: (P, …) → (P,)."""
     weight = torch.where(diff < 0, 1.0 - expectile, expectile)
-    return (weight * diff**2).mean()
+    return member_mean(weight * diff**2)
 
 
 class GaussianActor(nn.Module):
-    """obs → Normal(tanh(net(obs)), exp(log_std)), log std state-independent."""
+    """obs → Normal(tanh(net(obs)), exp(log_std)) per member, log std state-independent."""
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden: tuple[int, ...]):
+    def __init__(self, population: int, obs_dim: int, action_dim: int, hidden: tuple[int, ...]):
         super().__init__()
-        self.net = mlp(obs_dim, hidden, action_dim)
-        self.log_std = nn.Parameter(torch.zeros(action_dim))
+        self.net = EnsembleMLP(population, obs_dim, hidden, action_dim)
+        self.log_std = nn.Parameter(torch.zeros(population, 1, action_dim))
 
     def forward(self, obs: torch.Tensor) -> torch.distributions.Normal:
-        mean = torch.tanh(self.net(obs))  # (B, A)
-        return torch.distributions.Normal(mean, self.log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp())
+        mean = torch.tanh(self.net(obs))  # (P, B, A)
+        return torch.distributions.Normal(mean, self.log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp().expand_as(mean))
 
 
 class IQL(Agent):
-    def __init__(self, obs_dim: int, action_space: gym.Space, config: IQLConfig, device):
-        super().__init__(obs_dim, action_space, config, device)
-        action_dim = require_box(action_space, "iql")
+    def __init__(self, obs_dim: int, action_space: gym.Space, config: IQLConfig, device, seeds=(0,)):
+        super().__init__(obs_dim, action_space, config, device, seeds)
+        self.action_dim = action_dim = require_box(action_space, "iql")
+        P = self.population
         self.normalizer = ObsNormalizer(obs_dim)
-        self.actor = GaussianActor(obs_dim, action_dim, config.hidden)
-        self.critic = EnsembleMLP(2, obs_dim + action_dim, config.hidden, 1)  # Q1, Q2 batched
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.value = mlp(obs_dim, config.hidden, 1)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
-        self.value_opt = torch.optim.Adam(self.value.parameters(), lr=config.critic_lr)
+        self.actor = GaussianActor(P, obs_dim, action_dim, config.hidden)
+        self.critic = CriticEnsemble(P, 2, obs_dim + action_dim, config.hidden, 1)  # Q1, Q2 batched
+        self.value = EnsembleMLP(P, obs_dim, config.hidden, 1)
+        self.init_weights()
+        self.critic_target = self.make_target(self.critic)
+        self.actor_opt = self.adam(self.actor.parameters(), config.actor_lr)
+        self.critic_opt = self.adam(self.critic.parameters(), config.critic_lr)
+        self.value_opt = self.adam(self.value.parameters(), config.critic_lr)
 
-    def q_values(self, critic: nn.Module, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        return critic(torch.cat([obs, action], dim=-1)).squeeze(-1)  # (2, B)
+    def q_values(self, critic: CriticEnsemble, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return critic(torch.cat([obs, action], dim=-1)).squeeze(-1)  # (P, 2, B)
 
-    @torch.no_grad()
-    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        obs, single = self.obs_tensor(obs)
+    def act_round(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         dist = self.actor(self.norm(obs))
-        action = (dist.mean if deterministic else dist.sample()).clamp(-1.0, 1.0).cpu().numpy()
-        return action[0] if single else action
+        action = dist.mean if deterministic else dist.mean + dist.stddev * self.member_randn(obs.shape[1], self.action_dim)
+        return action.clamp(-1.0, 1.0)  # (P, B, A)
 
-    def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
-        b = self.to_torch(batch)
+    def update_round(self, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         obs, next_obs, action = self.norm(b["obs"]), self.norm(b["next_obs"]), b["action"]
 
         # V: expectile of the target critics' min at the data's actions
         with torch.no_grad():
-            q_target = self.q_values(self.critic_target, obs, action).min(0).values  # (B,)
-        v = self.value(obs).squeeze(-1)  # (B,)
+            q_target = self.q_values(self.critic_target, obs, action).min(1).values  # (P, B)
+        v = self.value(obs).squeeze(-1)  # (P, B)
         advantage = q_target - v
         value_loss = expectile_loss(advantage, self.config.expectile)
-        self.value_opt.zero_grad(set_to_none=True)
-        value_loss.backward()
-        self.value_opt.step()
+        self.step(self.value_opt, value_loss)
 
         # Q: one-step targets through V(s')
         with torch.no_grad():
             next_v = self.value(next_obs).squeeze(-1)
-            target = b["reward"] + self.discount(b["steps"]) * (1.0 - b["terminal"]) * next_v  # (B,)
-        q = self.q_values(self.critic, obs, action)  # (2, B)
-        critic_loss = F.mse_loss(q, target.expand_as(q))
-        self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_opt.step()
-        soft_update(self.critic_target, self.critic, self.config.tau)
+            target = b["reward"] + self.discount(b["steps"]) * (1.0 - b["terminal"]) * next_v  # (P, B)
+        q = self.q_values(self.critic, obs, action)  # (P, 2, B)
+        critic_loss = member_mean((q - target.unsqueeze(1)) ** 2)
+        self.step(self.critic_opt, critic_loss)
+        soft_update(self.critic_target, self.critic, self.config.tau, self.active)
 
         # policy: advantage-weighted regression onto the data's actions
-        weight = torch.exp(self.config.beta * advantage.detach()).clamp(max=self.config.max_weight)  # (B,)
-        log_prob = self.actor(obs).log_prob(action).sum(-1)  # (B,)
-        actor_loss = -(weight * log_prob).mean()
-        self.actor_opt.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.actor_opt.step()
-        return {"value_loss": value_loss.item(), "critic_loss": critic_loss.item(),
-                "actor_loss": actor_loss.item(), "mean_weight": weight.mean().item()}
+        weight = torch.exp(self.config.beta * advantage.detach()).clamp(max=self.config.max_weight)  # (P, B)
+        log_prob = self.actor(obs).log_prob(action).sum(-1)  # (P, B)
+        actor_loss = member_mean(-(weight * log_prob))
+        self.step(self.actor_opt, actor_loss)
+        return {"value_loss": value_loss.detach(), "critic_loss": critic_loss.detach(),
+                "actor_loss": actor_loss.detach(), "mean_weight": member_mean(weight)}

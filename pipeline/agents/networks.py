@@ -1,8 +1,14 @@
-"""Networks shared by the backends: an MLP, a batched critic ensemble, and the ensemble target.
+"""Networks shared by the backends, all with a leading member axis, and the population optimizer.
 
-The ensemble is ONE module whose parameters carry a leading member dimension `E`
-(`weight: (E, in, out)`), evaluated with one batched matmul per layer (`torch.baddbmm`), so ten
-critics cost about as much as one wide critic, not ten Python calls.
+A *population* is P independent agents (one per seed) trained in one process. Every network
+carries a leading member axis: an actor is `EnsembleMLP(P, …)` (weights `(P, in, out)`), a
+critic ensemble of E critics per agent is `CriticEnsemble(P, E, …)` (weights `(P·E, in, out)`,
+member-major). Each layer is one batched matmul (`torch.baddbmm`), so P agents × E critics cost
+one kernel per layer, not P·E Python calls.
+
+Members never mix: every loss is a per-member mean summed over members (so member i's gradient
+is exactly its own loss's), `PopulationAdam` is elementwise with a step count per member, and
+each member draws its initial weights and its noise from its own generator (`member_randn`).
 """
 
 from __future__ import annotations
@@ -20,37 +26,24 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, layer_norm: bool = False) -> nn.Sequential:
-    """`in → hidden… → out` with ReLU (and LayerNorm before each ReLU if asked); linear output."""
-    layers: list[nn.Module] = []
-    for width in hidden:
-        layers.append(nn.Linear(in_dim, width))
-        if layer_norm:
-            layers.append(nn.LayerNorm(width))
-        layers.append(nn.ReLU())
-        in_dim = width
-    layers.append(nn.Linear(in_dim, out_dim))
-    return nn.Sequential(*layers)
-
-
 class EnsembleLinear(nn.Module):
-    """E independent linear layers applied at once: (E, B, in) → (E, B, out)."""
+    """M independent linear layers applied at once: (M, B, in) → (M, B, out)."""
 
     def __init__(self, n_members: int, in_dim: int, out_dim: int):
         super().__init__()
-        bound = 1.0 / math.sqrt(in_dim)  # nn.Linear's default init range, per member
-        self.weight = nn.Parameter(torch.empty(n_members, in_dim, out_dim).uniform_(-bound, bound))  # (E, in, out)
-        self.bias = nn.Parameter(torch.empty(n_members, 1, out_dim).uniform_(-bound, bound))  # (E, 1, out)
+        self.bound = 1.0 / math.sqrt(in_dim)  # nn.Linear's default init range, per member
+        self.weight = nn.Parameter(torch.empty(n_members, in_dim, out_dim).uniform_(-self.bound, self.bound))  # (M, in, out)
+        self.bias = nn.Parameter(torch.empty(n_members, 1, out_dim).uniform_(-self.bound, self.bound))  # (M, 1, out)
 
     def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
-        """(E', B, in) → (E', B, out), with E' = E or only the `members` given (indices)."""
+        """(M', B, in) → (M', B, out), with M' = M or only the `members` given (indices)."""
         if members is None:
             return torch.baddbmm(self.bias, x, self.weight)
         return torch.baddbmm(self.bias[members], x, self.weight[members])
 
 
 class EnsembleLayerNorm(nn.Module):
-    """LayerNorm with a separate scale and shift per member: (E, B, D) → (E, B, D)."""
+    """LayerNorm with a separate scale and shift per member: (M, B, D) → (M, B, D)."""
 
     def __init__(self, n_members: int, dim: int):
         super().__init__()
@@ -63,9 +56,9 @@ class EnsembleLayerNorm(nn.Module):
 
 
 class EnsembleMLP(nn.Module):
-    """E MLPs with identical architecture evaluated together. Input (B, in) is shared by all
-    members; (E, B, in) gives each member its own input. Output (E, B, out). `members`
-    (indices) evaluates only those members: (E', B, out)."""
+    """M MLPs with identical architecture evaluated together (ReLU, optional LayerNorm before
+    each ReLU, linear output). Input (B, in) is shared by all members; (M, B, in) gives each
+    member its own input. Output (M, B, out). `members` (indices) evaluates only those: (M', B, out)."""
 
     def __init__(self, n_members: int, in_dim: int, hidden: Sequence[int], out_dim: int, layer_norm: bool = False):
         super().__init__()
@@ -83,36 +76,131 @@ class EnsembleMLP(nn.Module):
     def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
         n = self.n_members if members is None else len(members)
         if x.dim() == 2:
-            x = x.unsqueeze(0).expand(n, *x.shape)  # (E', B, in), no copy
+            x = x.unsqueeze(0).expand(n, *x.shape)  # (M', B, in), no copy
         for layer in self.net:
             x = layer(x, members) if isinstance(layer, (EnsembleLinear, EnsembleLayerNorm)) else layer(x)
         return x
 
-    def subset_min(self, x: torch.Tensor, subset_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """RLPD's target: min over a random subset of `subset_size` distinct members, (E', B, out)
-        → (B, out). Only the drawn members are evaluated (as ikostrikov/rlpd subsamples the
-        target parameters); one subset per call, shared by the batch. With `subset_size ≥ E`
-        it is the plain clipped double-Q min."""
-        if subset_size >= self.n_members:
-            return self(x).min(dim=0).values
-        members = random_subset(self.n_members, subset_size, generator).to(self.net[0].weight.device)
-        return self(x, members).min(dim=0).values
+
+class CriticEnsemble(nn.Module):
+    """E critics for each of P agents: one `EnsembleMLP(P·E, …)`, member-major (agent p owns rows
+    p·E … p·E + E − 1). Input (P, B, in) → (P, E, B, out)."""
+
+    def __init__(self, population: int, n_critics: int, in_dim: int, hidden: Sequence[int], out_dim: int,
+                 layer_norm: bool = False):
+        super().__init__()
+        self.population, self.n_critics = population, n_critics
+        self.mlp = EnsembleMLP(population * n_critics, in_dim, hidden, out_dim, layer_norm)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        P, E = self.population, self.n_critics
+        x = x.unsqueeze(1).expand(P, E, *x.shape[1:]).reshape(P * E, *x.shape[1:])  # (P·E, B, in)
+        return self.mlp(x).view(P, E, x.shape[1], -1)
+
+    def subset_min(self, x: torch.Tensor, subsets: torch.Tensor) -> torch.Tensor:
+        """RLPD's target: per agent, the min over its drawn subset of critics `subsets` (P, k)
+        (indices < E). Only the drawn critics are evaluated, as ikostrikov/rlpd subsamples the
+        target parameters. (P, B, in) → (P, B, out). With k ≥ E it is the plain clipped min."""
+        P, E = self.population, self.n_critics
+        k = subsets.shape[1]
+        if k >= E:
+            return self(x).min(dim=1).values
+        members = (subsets + E * torch.arange(P, device=subsets.device).unsqueeze(1)).reshape(-1)  # (P·k,)
+        x = x.unsqueeze(1).expand(P, k, *x.shape[1:]).reshape(P * k, *x.shape[1:])
+        return self.mlp(x, members).view(P, k, x.shape[1], -1).min(dim=1).values
 
 
-def random_subset(n: int, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """`size` distinct indices out of `n`, drawn on the CPU (seeded by `generator`)."""
-    return torch.randperm(n, generator=generator)[:size]
+def member_generators(seeds: Sequence[int], device: torch.device) -> list[torch.Generator]:
+    """One generator per member, seeded with its run seed (for init, noise and critic subsets)."""
+    return [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
 
 
-def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
-    """Polyak averaging `target ← (1 − τ) target + τ source`."""
+def init_members(module: nn.Module, generators: list[torch.Generator]) -> None:
+    """Draw every `EnsembleLinear` of `module` again, member p's rows from `generators[p]`
+    (nn.Linear's uniform range), so a member's initial weights depend on its seed alone."""
+    P = len(generators)
     with torch.no_grad():
-        for t, s in zip(target.parameters(), source.parameters()):
-            t.lerp_(s, tau)
+        for layer in module.modules():
+            if isinstance(layer, EnsembleLinear):
+                for p in (layer.weight, layer.bias):
+                    rows = p.view(P, -1)  # member-major rows (P, …)
+                    for i, g in enumerate(generators):
+                        rows[i].uniform_(-layer.bound, layer.bound, generator=g)
+
+
+def soft_update(target: nn.Module, source: nn.Module, tau: float, active: torch.Tensor | None = None) -> None:
+    """Polyak averaging `target ← (1 − τ) target + τ source`, for the `active` members only."""
+    with torch.no_grad():
+        targets, sources = list(target.parameters()), list(source.parameters())
+        if active is None:
+            torch._foreach_lerp_(targets, sources, tau)
+        else:
+            for t, s in zip(targets, sources):
+                t.lerp_(s, tau * member_mask(active, t))
+
+
+def per_member(values: torch.Tensor, tensor: torch.Tensor) -> torch.Tensor:
+    """Per-member `values` (P,) broadcastable against a member-major `tensor` whose leading dim
+    is P·m (m rows per member): (P·m, 1, …)."""
+    m = tensor.shape[0] // values.shape[0]
+    return values.to(tensor.dtype).repeat_interleave(m).view(-1, *([1] * (tensor.dim() - 1)))
+
+
+def member_mask(active: torch.Tensor, tensor: torch.Tensor) -> torch.Tensor:
+    """`active` (P,) bool as a float mask against a member-major `tensor`."""
+    return per_member(active, tensor)
+
+
+class PopulationAdam:
+    """Adam (torch.optim.Adam's update, no weight decay) over member-major stacked parameters,
+    with a step count per member, so that a member that skips a round (`active` false) is left
+    exactly as it was: its weights, moments and step count do not move.
+
+    Elementwise, so member i's update is the one its own Adam would make."""
+
+    def __init__(self, params, population: int, lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
+        self.params = [p for p in params if p.requires_grad]
+        self.population, self.lr, self.betas, self.eps = population, lr, betas, eps
+        device = self.params[0].device if self.params else None
+        self.step_count = torch.zeros(population, device=device)  # (P,)
+        self.exp_avg = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self, active: torch.Tensor | None = None) -> None:
+        beta1, beta2 = self.betas
+        active = torch.ones(self.population, dtype=torch.bool, device=self.step_count.device) if active is None else active
+        self.step_count += active
+        steps = self.step_count.clamp_min(1)
+        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq):
+            if p.grad is None:
+                continue
+            mask = member_mask(active, p)
+            grad = p.grad * mask
+            m.lerp_(grad, (1 - beta1) * mask)
+            v.mul_(1 - (1 - beta2) * mask).addcmul_(grad, grad, value=1 - beta2)
+            bias1, bias2 = per_member(1 - beta1**steps, p), per_member(1 - beta2**steps, p)
+            denom = (v.sqrt() / bias2.sqrt()).add_(self.eps)
+            p.sub_(mask * (self.lr / bias1) * m / denom)
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        out = {"step": self.step_count}
+        for i, (m, v) in enumerate(zip(self.exp_avg, self.exp_avg_sq)):
+            out[f"{i}.exp_avg"], out[f"{i}.exp_avg_sq"] = m, v
+        return out
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        for name, t in self.state_tensors().items():
+            t.copy_(tensors[name])
 
 
 class ObsNormalizer(nn.Module):
-    """`(obs − mean) / std` with statistics stored as buffers, so they travel with the weights."""
+    """`(obs − mean) / std` with statistics stored as buffers, so they travel with the weights.
+    Shared by all members (they train on the same demonstrations)."""
 
     def __init__(self, obs_dim: int, eps: float = 1e-3):
         super().__init__()

@@ -11,12 +11,12 @@ RLPD (Ball et al. 2023, ikostrikov/rlpd) is the same algorithm with
   - initial temperature 1.0 and target entropy −A/2,
   - each batch half demonstrations, half online (`MixedSampler(offline_ratio=0.5)`, built by
     the training loop from `offline_ratio`).
+The configs live in `pipeline.methods` (`SACConfig`, `SAC_CONFIG`, `RLPD_CONFIG`).
+
+Shapes carry the population axis P first: obs (P, B, S), actions (P, B, A), critics (P, E, B).
 """
 
 from __future__ import annotations
-
-import copy
-from dataclasses import dataclass, replace
 
 import gymnasium as gym
 import numpy as np
@@ -24,144 +24,100 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pipeline.agents.base import Agent, require_box
-from pipeline.agents.networks import EnsembleMLP, mlp, soft_update
+from pipeline.agents.base import Agent, member_mean, require_box
+from pipeline.agents.networks import CriticEnsemble, EnsembleMLP, soft_update
+from pipeline.methods import SACConfig
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
 
-@dataclass(frozen=True)
-class SACConfig:
-    hidden: tuple[int, ...] = (256, 256)  # actor and critic hidden widths
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
-    temperature_lr: float = 3e-4
-    gamma: float = 0.99  # discount per env step (macro steps bootstrap with γ^h)
-    tau: float = 0.005  # target-network Polyak rate
-    batch_size: int = 256  # rows per gradient step
-    n_critics: int = 2  # E, critics in the (batched) ensemble
-    critic_subset: int = 2  # targets take the min over this many random members
-    critic_layer_norm: bool = False
-    actor_q: str = "min"  # how the actor reads the ensemble: "min" (SAC) or "mean" (RLPD)
-    utd: int = 1  # critic steps per env step (update-to-data ratio); one actor step per round
-    update_every: int = 1  # env steps between update rounds
-    init_temperature: float = 1.0
-    target_entropy_scale: float = 1.0  # target entropy = −scale · A
-    backup_entropy: bool = True  # subtract α log π in the critic target
-    warmup_steps: int = 5_000  # uniform-random env steps before learning (training loop)
-    buffer_size: int = 1_000_000  # online replay capacity (training loop)
-    offline_ratio: float = 0.0  # share of each batch from demonstrations (0: online only)
-
-
-SAC_CONFIG = SACConfig()
-RLPD_CONFIG = replace(
-    SAC_CONFIG,
-    n_critics=10,
-    critic_subset=2,
-    critic_layer_norm=True,
-    actor_q="mean",
-    utd=20,
-    target_entropy_scale=0.5,
-    warmup_steps=10_000,
-    offline_ratio=0.5,
-)
-
-
 class TanhGaussianActor(nn.Module):
-    """obs → tanh(Normal(μ, σ)); log-probabilities corrected for the tanh squashing."""
+    """obs → tanh(Normal(μ, σ)) per member; log-probabilities corrected for the tanh squashing."""
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden: tuple[int, ...]):
+    def __init__(self, population: int, obs_dim: int, action_dim: int, hidden: tuple[int, ...]):
         super().__init__()
-        self.net = mlp(obs_dim, hidden, 2 * action_dim)
+        self.net = EnsembleMLP(population, obs_dim, hidden, 2 * action_dim)
 
-    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # (B, S) → 2 × (B, A)
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # (P, B, S) → 2 × (P, B, A)
         mean, log_std = self.net(obs).chunk(2, dim=-1)
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)
         return mean, log_std
 
-    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reparameterized action (B, A) in (−1, 1) and its log-probability (B,)."""
+    def sample(self, obs: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterized action (P, B, A) in (−1, 1) from standard normal `noise` (P, B, A), and
+        its log-probability (P, B)."""
         mean, log_std = self(obs)
-        u = mean + log_std.exp() * torch.randn_like(mean)
+        u = mean + log_std.exp() * noise
         action = torch.tanh(u)
         # log N(u) − Σ log(1 − tanh(u)²), the latter written stably as 2(log 2 − u − softplus(−2u))
-        log_prob = (-0.5 * ((u - mean) / log_std.exp()) ** 2 - log_std - 0.5 * np.log(2 * np.pi)).sum(-1)
+        log_prob = (-0.5 * noise**2 - log_std - 0.5 * np.log(2 * np.pi)).sum(-1)
         log_prob = log_prob - (2 * (np.log(2) - u - F.softplus(-2 * u))).sum(-1)
         return action, log_prob
 
 
 class SAC(Agent):
-    def __init__(self, obs_dim: int, action_space: gym.Space, config: SACConfig, device):
-        super().__init__(obs_dim, action_space, config, device)
-        action_dim = require_box(action_space, "sac")
-        self.actor = TanhGaussianActor(obs_dim, action_dim, config.hidden)
-        self.critic = EnsembleMLP(config.n_critics, obs_dim + action_dim, config.hidden, 1, config.critic_layer_norm)
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.log_alpha = nn.Parameter(torch.tensor(float(np.log(config.init_temperature))))
+    def __init__(self, obs_dim: int, action_space: gym.Space, config: SACConfig, device, seeds=(0,)):
+        super().__init__(obs_dim, action_space, config, device, seeds)
+        self.action_dim = action_dim = require_box(action_space, "sac")
+        P = self.population
+        self.actor = TanhGaussianActor(P, obs_dim, action_dim, config.hidden)
+        self.critic = CriticEnsemble(P, config.n_critics, obs_dim + action_dim, config.hidden, 1, config.critic_layer_norm)
+        self.init_weights()
+        self.critic_target = self.make_target(self.critic)
+        self.log_alpha = nn.Parameter(torch.full((P,), float(np.log(config.init_temperature))))
         self.target_entropy = -config.target_entropy_scale * action_dim
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=config.temperature_lr)
-        self.generator = torch.Generator().manual_seed(int(torch.randint(2**62, ()).item()))  # critic subsets; follows torch.manual_seed
+        self.actor_opt = self.adam(self.actor.parameters(), config.actor_lr)
+        self.critic_opt = self.adam(self.critic.parameters(), config.critic_lr)
+        self.alpha_opt = self.adam([self.log_alpha], config.temperature_lr)
 
     @property
-    def alpha(self) -> torch.Tensor:
+    def alpha(self) -> torch.Tensor:  # (P,)
         return self.log_alpha.exp().detach()
 
-    def q_values(self, critic: EnsembleMLP, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        return critic(torch.cat([obs, action], dim=-1)).squeeze(-1)  # (E, B)
+    def q_values(self, critic: CriticEnsemble, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return critic(torch.cat([obs, action], dim=-1)).squeeze(-1)  # (P, E, B)
 
-    @torch.no_grad()
-    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        obs, single = self.obs_tensor(obs)
-        if deterministic:
+    def act_round(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        if deterministic:  # obs (P, B, S)
             action = torch.tanh(self.actor(obs)[0])
         else:
-            action = self.actor.sample(obs)[0]
-        action = action.cpu().numpy()
-        return action[0] if single else action
+            action = self.actor.sample(obs, self.member_randn(obs.shape[1], self.action_dim))[0]
+        return action  # (P, B, A)
 
     @torch.no_grad()
     def soft_value_target(self, next_obs: torch.Tensor) -> torch.Tensor:
-        """min over a random `critic_subset` of target critics of Q(s', a') − α log π(a'|s'): (B,)."""
-        next_action, next_log_prob = self.actor.sample(next_obs)
-        next_input = torch.cat([next_obs, next_action], dim=-1)
-        next_q = self.critic_target.subset_min(next_input, self.config.critic_subset, self.generator).squeeze(-1)  # (B,)
+        """min over a random `critic_subset` of target critics of Q(s', a') − α log π(a'|s'): (P, B)."""
+        next_action, next_log_prob = self.actor.sample(next_obs, self.member_randn(next_obs.shape[1], self.action_dim))
+        subsets = self.member_subsets(self.config.n_critics, self.config.critic_subset)  # (P, k), one subset per batch
+        next_q = self.critic_target.subset_min(torch.cat([next_obs, next_action], dim=-1), subsets).squeeze(-1)  # (P, B)
         if self.config.backup_entropy:
-            next_q = next_q - self.alpha * next_log_prob
+            next_q = next_q - self.alpha[:, None] * next_log_prob
         return next_q
 
-    def update_critic(self, b: dict[str, torch.Tensor]) -> float:
+    def update_critic(self, b: dict[str, torch.Tensor]) -> torch.Tensor:
         not_done = 1.0 - b["terminal"]
-        target = b["reward"] + self.discount(b["steps"]) * not_done * self.soft_value_target(b["next_obs"])  # (B,)
-        q = self.q_values(self.critic, b["obs"], b["action"])  # (E, B)
-        loss = F.mse_loss(q, target.expand_as(q))
-        self.critic_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.critic_opt.step()
-        soft_update(self.critic_target, self.critic, self.config.tau)
-        return loss.item()
+        target = b["reward"] + self.discount(b["steps"]) * not_done * self.soft_value_target(b["next_obs"])  # (P, B)
+        q = self.q_values(self.critic, b["obs"], b["action"])  # (P, E, B)
+        loss = member_mean((q - target.unsqueeze(1)) ** 2)  # (P,)
+        self.step(self.critic_opt, loss)
+        soft_update(self.critic_target, self.critic, self.config.tau, self.active)
+        return loss.detach()
 
-    def update_actor_and_alpha(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
-        action, log_prob = self.actor.sample(b["obs"])
-        q = self.q_values(self.critic, b["obs"], action)  # (E, B)
-        q = q.mean(0) if self.config.actor_q == "mean" else q.min(0).values
-        actor_loss = (self.alpha * log_prob - q).mean()
-        self.actor_opt.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.actor_opt.step()
+    def update_actor_and_alpha(self, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        action, log_prob = self.actor.sample(b["obs"], self.member_randn(b["obs"].shape[1], self.action_dim))
+        q = self.q_values(self.critic, b["obs"], action)  # (P, E, B)
+        q = q.mean(1) if self.config.actor_q == "mean" else q.min(1).values  # (P, B)
+        actor_loss = member_mean(self.alpha[:, None] * log_prob - q)
+        self.step(self.actor_opt, actor_loss)
 
-        alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
-        self.alpha_opt.zero_grad(set_to_none=True)
-        alpha_loss.backward()
-        self.alpha_opt.step()
-        return {"actor_loss": actor_loss.item(), "alpha_loss": alpha_loss.item(),
-                "alpha": self.alpha.item(), "entropy": -log_prob.mean().item()}
+        alpha_loss = member_mean(-(self.log_alpha[:, None] * (log_prob.detach() + self.target_entropy)))
+        self.step(self.alpha_opt, alpha_loss)
+        return {"actor_loss": actor_loss.detach(), "alpha_loss": alpha_loss.detach(),
+                "alpha": self.alpha, "entropy": member_mean(-log_prob.detach())}
 
-    def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
-        b = self.to_torch(batch)
+    def update_round(self, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         minibatches = self.minibatches(b, self.config.utd)
-        critic_losses = [self.update_critic(mb) for mb in minibatches]
+        critic_losses = torch.stack([self.update_critic(mb) for mb in minibatches])  # (utd, P)
         info = self.update_actor_and_alpha(minibatches[-1])  # the last minibatch, as in ikostrikov/rlpd
-        info["critic_loss"] = float(np.mean(critic_losses))
+        info["critic_loss"] = critic_losses.mean(0)
         return info
