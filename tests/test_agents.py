@@ -12,7 +12,7 @@ from torch import nn
 
 from pipeline.agents import AGENTS, PRESETS, load_agent, save_agent
 from pipeline.agents.iql import expectile_loss
-from pipeline.agents.networks import EnsembleLinear, EnsembleMLP
+from pipeline.agents.networks import CriticEnsemble, EnsembleLinear, EnsembleMLP
 from pipeline.agents.replay import MixedSampler, ReplayBuffer
 
 torch.set_num_threads(1)
@@ -106,14 +106,16 @@ def test_truncated_weights_file_raises_a_clear_error(tmp_path):
 
 @pytest.mark.parametrize("name", ["rlpd", "maq_rlpd"])
 def test_rlpd_ensemble_is_one_batched_module(name):
-    agent = build(name)
+    method = AGENTS[name]
+    agent = method(S, space_for(method), small(method), device="cpu", seeds=(1, 2, 3))
     assert agent.config.n_critics == 10 and agent.config.critic_subset == 2 and agent.config.critic_layer_norm
-    assert isinstance(agent.critic, EnsembleMLP)
+    assert isinstance(agent.critic, CriticEnsemble)
     assert not any(isinstance(m, (nn.ModuleList, nn.Linear)) for m in agent.critic.modules())
     linears = [m for m in agent.critic.modules() if isinstance(m, EnsembleLinear)]
-    assert len(linears) == 3  # one batched layer per depth, not one per member
-    assert all(p.shape[0] == 10 for p in agent.critic.parameters())
-    assert agent.critic(torch.zeros(6, agent.critic.net[0].weight.shape[1])).shape[:2] == (10, 6)
+    assert len(linears) == 3  # one batched layer per depth, not one per member or per agent
+    assert all(p.shape[0] == 3 * 10 for p in agent.critic.parameters())  # P × E critics in one tensor
+    in_dim = agent.critic.mlp.net[0].weight.shape[1]
+    assert agent.critic(torch.zeros(3, 6, in_dim)).shape[:3] == (3, 10, 6)
 
 
 def test_rlpd_target_takes_the_min_over_two_random_members():
@@ -121,13 +123,13 @@ def test_rlpd_target_takes_the_min_over_two_random_members():
     drawn subset: never 9 (the max), sometimes above 0 (so not a min over all), mean ≈ E[min of 2]."""
     agent = build("rlpd")
     with torch.no_grad():
-        last = agent.critic_target.net[-1]
+        last = agent.critic_target.mlp.net[-1]
         last.weight.zero_()
         last.bias.copy_(torch.arange(10.0).view(10, 1, 1))
         agent.log_alpha.fill_(-50.0)
     draws = []
     for _ in range(400):
-        target = agent.soft_value_target(torch.randn(8, S))
+        target = agent.soft_value_target(torch.randn(1, 8, S))[0]
         assert torch.allclose(target, target[0].expand(8), atol=1e-5)  # one subset per batch
         draws.append(round(target[0].item()))
     draws = np.array(draws)
@@ -137,19 +139,23 @@ def test_rlpd_target_takes_the_min_over_two_random_members():
 
 def test_ensemble_members_subset_matches_the_full_evaluation():
     torch.manual_seed(0)
-    net = EnsembleMLP(6, 4, (8, 8), 3, layer_norm=True)
+    net = CriticEnsemble(2, 6, 4, (8, 8), 3, layer_norm=True)
     with torch.no_grad():
         for p in net.parameters():
             p.add_(torch.randn_like(p) * 0.1)  # LayerNorm scales/shifts differ per member
-    x = torch.randn(5, 4)
-    members = torch.tensor([4, 1])
-    torch.testing.assert_close(net(x, members), net(x)[members])
-    torch.testing.assert_close(net.subset_min(x, 6), net(x).min(0).values)  # subset = all: plain min
+    x = torch.randn(2, 5, 4)
+    subsets = torch.tensor([[4, 1], [0, 5]])
+    full = net(x)  # (2, 6, 5, 3)
+    expected = torch.stack([full[0, [4, 1]].min(0).values, full[1, [0, 5]].min(0).values])
+    torch.testing.assert_close(net.subset_min(x, subsets), expected)
+    torch.testing.assert_close(net.subset_min(x, torch.arange(6).expand(2, 6)), full.min(1).values)  # all: plain min
+    single = EnsembleMLP(6, 4, (8, 8), 3)
+    torch.testing.assert_close(single(x[0]), torch.stack([single(x[0], torch.tensor([e]))[0] for e in range(6)]))
 
 
 def test_sac_settings_differ_from_rlpd_only_by_config():
     sac, rlpd = AGENTS["sac"], AGENTS["rlpd"]
-    assert sac.agent_class is rlpd.agent_class
+    assert sac.agent_class is rlpd.agent_class and sac.backend == rlpd.backend == "sac"
     assert (sac.default_config.n_critics, sac.default_config.utd, sac.default_config.target_entropy_scale) == (2, 1, 1.0)
     assert (rlpd.default_config.utd, rlpd.default_config.target_entropy_scale, rlpd.default_config.init_temperature,
             rlpd.default_config.offline_ratio) == (20, 0.5, 1.0, 0.5)
@@ -165,13 +171,14 @@ def test_official_maq_rlpd_preset():
     agent = AGENTS[method](S, gym.spaces.Discrete(K), replace(cfg, hidden=(16,), batch_size=8), device="cpu")
     agent.update(fake_batch(np.random.default_rng(0), 8, True))
     assert agent.alpha.item() == pytest.approx(0.2)  # fixed, never tuned
+    assert "alpha_opt" not in agent.optimizers()
 
 
 def test_expectile_loss_hand_computed():
     diff = torch.tensor([2.0, -1.0, 0.5])
-    # 0.7·4 + 0.3·1 + 0.7·0.25 = 3.275, mean over 3
-    assert expectile_loss(diff, 0.7).item() == pytest.approx(3.275 / 3)
-    assert expectile_loss(diff, 0.5).item() == pytest.approx(0.5 * (4 + 1 + 0.25) / 3)
+    # 0.7·4 + 0.3·1 + 0.7·0.25 = 3.275, mean over 3 (per member: a population of one here)
+    assert expectile_loss(diff[None], 0.7).item() == pytest.approx(3.275 / 3)
+    assert expectile_loss(diff[None], 0.5).item() == pytest.approx(0.5 * (4 + 1 + 0.25) / 3)
 
 
 def test_iql_normalizer_statistics_are_saved(tmp_path):
@@ -202,7 +209,7 @@ def bandit_batch(rng, n, discrete):
     return batch
 
 
-@pytest.mark.parametrize("name,updates", [("dsac", 300), ("maq_iql", 300), ("sac", 800), ("iql", 800)])
+@pytest.mark.parametrize("name,updates", [("dsac", 300), ("maq_iql", 600), ("sac", 800), ("iql", 800)])
 def test_backends_learn_a_contextual_bandit(name, updates):
     fast = dict(actor_lr=1e-3, critic_lr=1e-3) if not AGENTS[name].discrete else {}
     agent = build(name, batch_size=64, **fast)
@@ -261,3 +268,126 @@ def test_buffer_from_demonstration_batch_keeps_rows_and_room():
     np.testing.assert_array_equal(buffer.data["steps"][:20], batch["steps"])
     buffer.add(obs=np.zeros(S), action=1, reward=0.0, next_obs=np.zeros(S), terminal=False)
     assert len(buffer) == 21 and not buffer.data["demo"][20]
+
+
+# -- populations: members are independent runs ---------------------------------------------------
+def population(name, seeds):
+    method = AGENTS[name]
+    return method(S, space_for(method), small(method), device="cpu", seeds=seeds)
+
+
+def member_batches(agent, seeds, discrete, rounds):
+    """Per member, its own stream of batches (seeded by the member's seed), stacked (P, N, …)."""
+    rngs = [np.random.default_rng(s) for s in seeds]
+    for _ in range(rounds):
+        parts = [fake_batch(rng, agent.update_batch_size, discrete) for rng in rngs]
+        yield {k: np.stack([p[k] for p in parts]) for k in parts[0]}
+
+
+def train_members(name, seeds, rounds=4):
+    agent = population(name, seeds)
+    obs = np.random.default_rng(0).standard_normal((len(seeds), 3, S)).astype(np.float32)
+    for batch in member_batches(agent, seeds, AGENTS[name].discrete, rounds):
+        agent.update_members(batch)
+        agent.act_members(obs, deterministic=False)  # acting draws member noise too
+    return agent
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_a_members_results_do_not_depend_on_the_other_members(name):
+    """Changing member 2's seed (its init, noise and data) leaves members 0 and 1 bit-identical."""
+    a, b = train_members(name, (1, 2, 3)), train_members(name, (1, 2, 99))
+    for i in (0, 1):
+        for key, value in a.member_state_dict(i).items():
+            assert torch.equal(value, b.member_state_dict(i)[key]), (i, key)
+    assert any(not torch.equal(v, b.member_state_dict(2)[k]) for k, v in a.member_state_dict(2).items())
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_a_member_equals_the_single_run_of_its_seed(name):
+    """Member 1 of a population of 3 ends where a population of one with its seed ends."""
+    together = train_members(name, (1, 2, 3))
+    alone = train_members(name, (2,))
+    for key, value in alone.member_state_dict(0).items():
+        torch.testing.assert_close(together.member_state_dict(1)[key], value, atol=1e-5, rtol=1e-5, msg=key)
+
+
+@pytest.mark.parametrize("name", ["rlpd", "maq_iql"])
+def test_an_inactive_member_sits_the_round_out(name):
+    agent = train_members(name, (1, 2, 3), rounds=2)
+    before = agent.member_state_dict(1)
+    moments = {n: [t.clone() for t in o.exp_avg] for n, o in agent.optimizers().items()}
+    generator = agent.generators[1].get_state()
+    steps = {n: o.step_count.clone() for n, o in agent.optimizers().items()}
+    batch = next(member_batches(agent, (1, 2, 3), AGENTS[name].discrete, 1))
+    agent.update_members(batch, active=np.array([True, False, True]))
+    for key, value in agent.member_state_dict(1).items():
+        assert torch.equal(value, before[key]), key
+    assert torch.equal(agent.generators[1].get_state(), generator)
+    for n, o in agent.optimizers().items():
+        assert o.step_count[1] == steps[n][1] and o.step_count[0] > steps[n][0], n
+        for old, new in zip(moments[n], o.exp_avg):
+            rows = new.shape[0] // 3
+            assert torch.equal(old[rows : 2 * rows], new[rows : 2 * rows])
+
+
+def test_population_adam_is_torch_adam_per_member():
+    torch.manual_seed(0)
+    w = torch.randn(2 * 3, 4, requires_grad=True)  # 2 members × 3 rows
+    reference = [w.detach()[:3].clone().requires_grad_(), w.detach()[3:].clone().requires_grad_()]
+    from pipeline.agents.networks import PopulationAdam
+
+    adam, torch_adams = PopulationAdam([w], 2, lr=1e-2), [torch.optim.Adam([r], lr=1e-2) for r in reference]
+    for step in range(5):
+        grad = torch.randn(6, 4)
+        active = torch.tensor([True, step % 2 == 0])  # member 1 skips every other step
+        w.grad = grad.clone()
+        adam.step(active)
+        for i, (r, opt) in enumerate(zip(reference, torch_adams)):
+            if active[i]:
+                r.grad = grad[3 * i : 3 * i + 3].clone()
+                opt.step()
+    torch.testing.assert_close(w.detach()[:3], reference[0].detach(), atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(w.detach()[3:], reference[1].detach(), atol=1e-6, rtol=1e-6)
+
+
+def test_sac_critic_step_matches_a_plain_reference():
+    """One engine critic step (P=1, E=2) against the textbook update written member by member
+    with nn.functional and torch.optim.Adam, on a fixed batch with the same noise and subset."""
+    from torch.nn import functional as F
+
+    agent = population("sac", (7,))
+    b = agent.to_torch({k: v[None] for k, v in fake_batch(np.random.default_rng(3), 16, False).items()})
+    critic = agent.critic.mlp.net
+    params = [p.detach().clone().requires_grad_() for p in agent.critic.parameters()]  # W0 b0 W1 b1 W2 b2, (E, …)
+    target_params = [p.detach().clone() for p in agent.critic_target.parameters()]
+    actor = [p.detach().clone() for p in agent.actor.parameters()]
+    noise = torch.Generator().manual_seed(0)
+    noise.set_state(agent.generators[0].get_state())
+    eps = torch.randn((16, A), generator=noise)  # the engine draws the next-action noise first
+    loss_engine = agent.update_critic(b)
+
+    def q(ps, x, e):  # critic e: linear → ReLU → linear → ReLU → linear
+        h = F.relu(x @ ps[0][e] + ps[1][e])
+        h = F.relu(h @ ps[2][e] + ps[3][e])
+        return (h @ ps[4][e] + ps[5][e]).squeeze(-1)
+
+    obs, act, next_obs = b["obs"][0], b["action"][0], b["next_obs"][0]
+    h = F.relu(next_obs @ actor[0][0] + actor[1][0])
+    h = F.relu(h @ actor[2][0] + actor[3][0])
+    mean, log_std = (h @ actor[4][0] + actor[5][0]).chunk(2, -1)
+    log_std = -5.0 + 0.5 * 7.0 * (torch.tanh(log_std) + 1)
+    u = mean + log_std.exp() * eps
+    log_prob = (-0.5 * eps**2 - log_std - 0.5 * np.log(2 * np.pi)).sum(-1) - (2 * (np.log(2) - u - F.softplus(-2 * u))).sum(-1)
+    next_input = torch.cat([next_obs, torch.tanh(u)], -1)
+    next_q = torch.minimum(q(target_params, next_input, 0), q(target_params, next_input, 1)) - 1.0 * log_prob  # α = 1
+    target = b["reward"][0] + 0.99 ** b["steps"][0] * (1 - b["terminal"][0]) * next_q
+    x = torch.cat([obs, act], -1)
+    loss = torch.stack([F.mse_loss(q(params, x, e), target) for e in range(2)]).mean()
+    opt = torch.optim.Adam(params, lr=agent.config.critic_lr)
+    loss.backward()
+    opt.step()
+    assert loss_engine.item() == pytest.approx(loss.item(), rel=1e-5)
+    assert isinstance(critic[0], EnsembleLinear)
+    for mine, ref in zip(agent.critic.parameters(), params):
+        torch.testing.assert_close(mine.detach(), ref.detach(), atol=1e-5, rtol=1e-5)

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from pipeline.agents import AGENTS, load_agent
-from pipeline.agents.finetune import CHECKPOINT_FILE, CURVE_COLUMNS, method_config, run_finetune
+from pipeline.agents.artifact import CURVE_COLUMNS
+from pipeline.agents.finetune import CHECKPOINT_FILE, run_finetune
 from pipeline.benchmarks.codebook import make_smooth_episodes, write_prepared
 from pipeline.codebook import Codebook
 from pipeline.codebook.run import run_codebook
@@ -21,6 +22,7 @@ from pipeline.config import load_params
 from pipeline.data.episodes import Episodes
 from pipeline.envs import make_env
 from pipeline.evaluation import DISTANCES, TRACKED_METRICS, run_evaluate, run_references
+from pipeline.methods import method_config
 
 REPO = Path(__file__).resolve().parents[1]
 S, A = 39, 28  # door
@@ -52,12 +54,13 @@ def tiny_cfg(**changes):
                                   checkpoint_every=200, threads=1, device="cpu"), **changes})
 
 
-def finetune(project: Path, method: str, name: str, cfg=None, codebook_dir: Path | None = None, **kwargs):
+def finetune(project: Path, method: str, name: str, cfg=None, codebook_dir: Path | None = None, seeds=(1,), **kwargs):
+    """One finetune run of `seeds` as a population; seed s writes runs/<name>/agents/seed<s>/, curves/seed<s>.csv, …"""
     run = project / "runs" / name
     return run_finetune(
-        "door", method, 1, cfg or tiny_cfg(), TINY_OVERRIDES[method], prepared_dir=project / "prepared",
-        codebook_dir=(codebook_dir or project / "codebook") if AGENTS[method].macro else None, out_dir=run / "agent",
-        curve_path=run / "curve.csv", metrics_path=run / "metrics.json", checkpoint_dir=run / "ckpt", progress=False, **kwargs,
+        "door", method, seeds, cfg or tiny_cfg(), TINY_OVERRIDES[method], prepared_dir=project / "prepared",
+        codebook_dir=(codebook_dir or project / "codebook") if AGENTS[method].macro else None, agents_dir=run / "agents",
+        curves_dir=run / "curves", metrics_dir=run / "metrics", checkpoint_dir=run / "ckpt", progress=False, **kwargs,
     )
 
 
@@ -74,23 +77,26 @@ def test_method_config_applies_overrides_and_presets():
 
 @pytest.mark.parametrize("method", ["sac", "iql", "maq_iql", "maq_dsac"])
 def test_finetune_writes_agent_card_curve_and_metrics(project, method):
-    result = finetune(project, method, f"outputs-{method}")
+    result = finetune(project, method, f"outputs-{method}", seeds=(1, 2))
     run = project / "runs" / f"outputs-{method}"
-    assert sorted(p.name for p in (run / "agent").iterdir()) == ["README.md", "config.json", "model.safetensors"]
-    curve = (run / "curve.csv").read_text().splitlines()
+    assert sorted(p.name for p in (run / "agents").iterdir()) == ["seed1", "seed2"]
+    assert sorted(p.name for p in (run / "agents" / "seed1").iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    curve = (run / "curves" / "seed1.csv").read_text().splitlines()
     assert curve[0] == ",".join(CURVE_COLUMNS)
     assert [int(line.split(",")[0]) for line in curve[1:]] == [0, 200, 400]  # after the offline phase, every 200, end
-    metrics = json.loads((run / "metrics.json").read_text())
+    metrics = json.loads((run / "metrics" / "seed1.json").read_text())
     assert metrics["env_steps"] == 400 and np.isfinite(metrics["final_eval_return"])
     assert metrics["offline_updates"] == (20 if AGENTS[method].offline_phase else 0)
     assert not (run / "ckpt").exists()  # removed once the run completed
-    card = (run / "agent" / "README.md").read_text()
+    card = (run / "agents" / "seed2" / "README.md").read_text()
     codebook = Codebook.from_pretrained(project / "codebook") if AGENTS[method].macro else None
     if codebook is not None:
         assert codebook.hash in card
-    loaded = load_agent(run / "agent", codebook=codebook, device="cpu")
-    for key, value in result.agent.state_dict().items():
-        assert torch.equal(value.cpu(), loaded.state_dict()[key])
+    for i, seed in enumerate((1, 2)):
+        loaded = load_agent(run / "agents" / f"seed{seed}", codebook=codebook, device="cpu")
+        assert loaded.seeds == (seed,)
+        for key, value in result.agent.member_state_dict(i).items():
+            assert torch.equal(value.cpu(), loaded.state_dict()[key])
 
 
 def test_a_maq_agent_refuses_another_codebook(project, tmp_path):
@@ -99,21 +105,25 @@ def test_a_maq_agent_refuses_another_codebook(project, tmp_path):
     with torch.no_grad():
         other.model.codes.add_(1e-3)  # same shapes, other weights: another hash
     with pytest.raises(ValueError, match="trained on codebook"):
-        load_agent(project / "runs" / "guard" / "agent", codebook=other)
+        load_agent(project / "runs" / "guard" / "agents" / "seed1", codebook=other)
     with pytest.raises(ValueError, match="acts in codes"):
-        load_agent(project / "runs" / "guard" / "agent")
+        load_agent(project / "runs" / "guard" / "agents" / "seed1")
 
 
 @pytest.mark.parametrize("method", ["rlpd", "maq_iql", "maq_rlpd"])
 def test_interrupted_run_resumes_to_identical_weights(project, method):
-    straight = finetune(project, method, f"straight-{method}")
-    stopped = finetune(project, method, f"resumed-{method}", stop_after_env_steps=200)
-    assert stopped.counters.env_steps == 200 and (project / "runs" / f"resumed-{method}" / "ckpt" / CHECKPOINT_FILE).is_file()
-    resumed = finetune(project, method, f"resumed-{method}")  # a fresh process would do the same: all state is on disk
-    assert resumed.resumed and resumed.counters.env_steps == 400
-    assert straight.counters.curve == resumed.counters.curve
+    straight = finetune(project, method, f"straight-{method}", seeds=(1, 2))
+    stopped = finetune(project, method, f"resumed-{method}", seeds=(1, 2), stop_after_env_steps=200)
+    assert stopped.metrics is None and [m.counters.env_steps for m in stopped.members] == [200, 200]
+    assert (project / "runs" / f"resumed-{method}" / "ckpt" / CHECKPOINT_FILE).is_file()
+    resumed = finetune(project, method, f"resumed-{method}", seeds=(1, 2))  # a fresh process would do the same: all state is on disk
+    assert resumed.resumed and [m.counters.env_steps for m in resumed.members] == [400, 400]
+    assert [m.counters.curve for m in straight.members] == [m.counters.curve for m in resumed.members]
     for key, value in straight.agent.state_dict().items():
         assert torch.equal(value, resumed.agent.state_dict()[key]), key
+    for name, optimizer in straight.agent.optimizers().items():
+        for key, value in optimizer.state_tensors().items():
+            assert torch.equal(value, resumed.agent.optimizers()[name].state_tensors()[key]), (name, key)
 
 
 def test_checkpoint_of_another_run_is_ignored(project, capsys):
@@ -129,7 +139,7 @@ def test_evaluate_writes_protocol_outputs_that_replay_exactly(project):
     assert set(references) == set(DISTANCES)
     out = project / "evaluations" / "maq_iql"
     summary = run_evaluate(
-        "door", "maq_iql", 3, cfg, agent_dir=project / "runs" / "evaluated" / "agent", codebook_dir=project / "codebook",
+        "door", "maq_iql", 3, cfg, agent_dir=project / "runs" / "evaluated" / "agents" / "seed1", codebook_dir=project / "codebook",
         prepared_dir=project / "prepared", references_path=project / "references.json", out_dir=out,
         metrics_path=project / "evaluate.json", progress=False,
     )
@@ -147,6 +157,6 @@ def test_evaluate_writes_protocol_outputs_that_replay_exactly(project):
         np.testing.assert_allclose(obs, episodes.obs[first][step], atol=1e-5)
         obs, *_ = env.step(action)
     with pytest.raises(ValueError, match="re-run `dvc repro references`"):
-        run_evaluate("door", "maq_iql", 3, replace(cfg, dtw="fastdtw"), agent_dir=project / "runs" / "evaluated" / "agent",
+        run_evaluate("door", "maq_iql", 3, replace(cfg, dtw="fastdtw"), agent_dir=project / "runs" / "evaluated" / "agents" / "seed1",
                      codebook_dir=project / "codebook", prepared_dir=project / "prepared", references_path=project / "references.json",
                      out_dir=out, metrics_path=project / "evaluate.json", progress=False)

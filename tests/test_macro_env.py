@@ -160,52 +160,72 @@ def test_maq_rlpd_trains_over_codes_with_mixed_batches():
     import torch
 
     from pipeline.agents import AGENTS
-    from pipeline.agents.replay import MixedSampler, ReplayBuffer
-    from pipeline.agents.train import train_online
+    from pipeline.agents.train import Schedule, make_member, train_population
 
     torch.set_num_threads(1)
     codebook = FakeCodebook(H=3)
     env = MacroActionEnv(gym.wrappers.TimeLimit(CountingEnv(), max_episode_steps=10), codebook, gamma=0.9)
     demos = macro_transitions(make_windows(_episodes(np.random.default_rng(0)), H=3, gamma=0.9), codebook)
-    space = env.action_space
     # the fake env has obs size 1; give the demonstrations the same size
     batch = demos.as_batch()
     batch["obs"], batch["next_obs"] = batch["obs"][:, :1], batch["next_obs"][:, :1]
-    offline = ReplayBuffer.from_batch(batch, 1, space)
-    online = ReplayBuffer.for_spaces(100, 1, space, seed=0)
     method = AGENTS["maq_rlpd"]
     config = replace(method.default_config, hidden=(16,), batch_size=8, utd=2, warmup_steps=5)
-    agent = method(1, space, config, device="cpu")
-    log = train_online(agent, env, online, 20, sampler=MixedSampler(offline, online, config.offline_ratio), seed=0)
-    assert log.updates == 15 and all(np.isfinite(v) for v in log.last_losses.values())
+    agent = method(1, env.action_space, config, device="cpu", seeds=(0,))
+    member = make_member(agent, 0, env, batch, capacity=100, offline_phase=False)
+    assert set(member.buffers) == {"offline", "online"}
+    train_population(agent, [member], Schedule(env_steps=50), progress=False)  # 5 episodes of 4 macro steps
+    assert member.counters.agent_steps == 20 and member.counters.updates == 15
     # episodes of 10 env steps = macros of 3, 3, 3, 1; undiscounted return 1 + … + 10
-    assert log.episode_returns[:4] == [55.0] * 4
+    assert member.counters.episode_returns == [55.0] * 5
+    online = member.buffers["online"]
     np.testing.assert_array_equal(online.data["steps"][:4], [3, 3, 3, 1])
     assert not online.data["terminal"][:20].any()  # time limits are not terminations
 
 
 @pytest.mark.parametrize("name", ["sac", "rlpd", "iql", "dsac", "maq_rlpd", "maq_iql", "maq_dsac"])
 def test_training_loop_runs_every_method(name):
-    """`train_online` drives each registered method; discrete ones act in codes."""
+    """`train_population` drives each registered method, two members at once; discrete ones act in codes."""
     from dataclasses import replace
 
     import torch
 
     from pipeline.agents import AGENTS
-    from pipeline.agents.replay import MixedSampler, ReplayBuffer
-    from pipeline.agents.train import evaluate, train_online
+    from pipeline.agents.train import Schedule, make_member, train_population
 
     torch.set_num_threads(1)
     method = AGENTS[name]
-    env = gym.wrappers.TimeLimit(CountingEnv(), max_episode_steps=6)
-    if method.discrete:
-        env = MacroActionEnv(env, FakeCodebook(H=3), gamma=0.9)
+
+    def make():
+        env = gym.wrappers.TimeLimit(CountingEnv(), max_episode_steps=6)
+        return MacroActionEnv(env, FakeCodebook(H=3), gamma=0.9) if method.discrete else env
+
+    envs = [make(), make()]
     cfg = method.default_config
     config = replace(cfg, hidden=(16,), batch_size=4, warmup_steps=3, **({"utd": 2} if hasattr(cfg, "utd") else {}))
-    agent = method(1, env.action_space, config, device="cpu")
-    online = ReplayBuffer.for_spaces(50, 1, env.action_space, seed=0)
-    sampler = MixedSampler(online, online, config.offline_ratio) if config.offline_ratio else None
-    log = train_online(agent, env, online, 12, sampler=sampler, seed=0)
-    assert log.updates == 9 and all(np.isfinite(v) for v in log.last_losses.values())
-    assert log.episode_returns[0] == 21.0  # 1 + … + 6, whatever the agent did
-    assert evaluate(agent, env, episodes=2) == 21.0
+    agent = method(1, envs[0].action_space, config, device="cpu", seeds=(0, 1))
+    demos = None
+    if config.offline_ratio or method.offline_phase:
+        demos = {"obs": np.zeros((8, 1), np.float32), "action": np.zeros(8, np.int64) if method.discrete else np.zeros((8, 2), np.float32),
+                 "reward": np.ones(8, np.float32), "next_obs": np.zeros((8, 1), np.float32), "terminal": np.zeros(8, bool)}
+    members = [make_member(agent, seed, env, demos, capacity=50, offline_phase=method.offline_phase) for seed, env in zip((0, 1), envs)]
+    returns = []
+
+    def evaluate(i, env_steps):  # a deterministic episode of member i
+        one, env = agent.member(i), make()
+        obs, _ = env.reset(seed=0)
+        total, done = 0.0, False
+        while not done:
+            obs, reward, terminated, truncated, info = env.step(one.act(obs, deterministic=True))
+            total += float(np.sum(info["rewards"])) if "rewards" in info else float(reward)
+            done = terminated or truncated
+        returns.append(total)
+        return {"env_steps": env_steps}
+
+    steps_per_agent_step = 3 if method.discrete else 1
+    train_population(agent, members, Schedule(env_steps=12 * steps_per_agent_step, offline_updates=2 if method.offline_phase else 0), evaluate=evaluate, progress=False)
+    for m in members:
+        assert m.counters.agent_steps == 12 and m.counters.updates == 9
+        assert m.counters.offline_updates == (2 if method.offline_phase else 0)
+        assert m.counters.episode_returns[0] == 21.0  # 1 + … + 6, whatever the agent did
+    assert returns == [21.0] * 4  # at the start and the end, per member

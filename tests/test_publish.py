@@ -35,7 +35,7 @@ def evaluated(project):  # noqa: F811
     run_references("door", cfg, root / "data/prepared/door", root / "data/references/door/references.json", progress=False)
     for method in METHODS:
         finetune(project, method, f"publish-{method}")
-        shutil.copytree(project / "runs" / f"publish-{method}" / "agent", root / f"models/agents/door/{method}/seed1")
+        shutil.copytree(project / "runs" / f"publish-{method}" / "agents" / "seed1", root / f"models/agents/door/{method}/seed1")
         run_evaluate("door", method, 1, cfg, agent_dir=root / f"models/agents/door/{method}/seed1",
                      codebook_dir=root / "models/codebooks/door" if method.startswith("maq") else None,
                      prepared_dir=root / "data/prepared/door", references_path=root / "data/references/door/references.json",
@@ -103,7 +103,7 @@ def test_pulled_codebook_is_bit_identical_and_drives_finetune(evaluated, project
     assert file_hashes(out) == file_hashes(pulled)
     result = finetune(project, "maq_dsac", "from-pulled-codebook", codebook_dir=out)
     assert result.metrics["env_steps"] == 400
-    config = json.loads((project / "runs" / "from-pulled-codebook" / "agent" / "config.json").read_text())
+    config = json.loads((project / "runs" / "from-pulled-codebook" / "agents" / "seed1" / "config.json").read_text())
     assert config["codebook_hash"] == codebook.hash
 
     with pytest.raises(ValueError, match="not 'relocate'"):

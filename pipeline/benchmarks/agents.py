@@ -1,11 +1,15 @@
 """Benchmarks of the RL backends (not tests: they take minutes).
 
-    python -m pipeline.benchmarks.agents speed                    # (a) RLPD update speed, CPU (+ CUDA)
+    python -m pipeline.benchmarks.agents speed                    # (a) update speed of the population engine, CPU (+ CUDA)
     python -m pipeline.benchmarks.agents learn --methods sac,dsac # (b) sanity: do backends learn?
     python -m pipeline.benchmarks.agents offline                  # (c) offline → online, MAQ over codes
 
-(a) times `rlpd` update rounds (E=10 critics, batch 256, UTD 20: 20 critic steps + 1 actor step)
-and reports rounds/s and critic gradient steps/s.
+(a) times update rounds of `rlpd` and `maq_rlpd` (E=10 critics, batch 256, UTD 20: 20 critic steps
++ 1 actor step) and `iql` (1 critic step per round), door-sized, for populations of P = 1, 3 and
+12 members in one process, and prints critic updates/s in total, the ratio to P = 1 (a single
+agent, as one process per seed trains), and the projected wall time of the paper's grid
+(6 methods × 4 tasks × 3 seeds, 1e6 env steps at UTD 20, updates only). Then a macro step's
+env-step rate against the raw simulator's (`mj_step` × frame_skip) on door, one core.
 (b) trains each chosen backend online on a small gymnasium task until its deterministic
 evaluation (10 episodes) reaches the bar, or its step budget runs out, and prints steps and wall
 time: sac / rlpd / iql (online from scratch) on Pendulum-v1 (bar −200), dsac on CartPole-v1
@@ -22,7 +26,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import gymnasium as gym
 import numpy as np
@@ -30,9 +34,8 @@ import torch
 
 from pipeline.agents import AGENTS
 from pipeline.agents.macro import MacroActionEnv, macro_transitions
-from pipeline.agents.replay import MixedSampler, ReplayBuffer
-from pipeline.agents.sac import SAC_CONFIG
-from pipeline.agents.train import evaluate, train_online
+from pipeline.methods import SAC_CONFIG
+from pipeline.agents.train import Schedule, make_member, train_population
 from pipeline.data.episodes import Episodes
 from pipeline.data.windows import make_windows
 
@@ -64,6 +67,51 @@ class ConstantCodebook:
         return np.repeat(self.levels[np.asarray(code)][:, None, None], self.H, 1).repeat(self.A, 2)
 
 
+@dataclass
+class TrainLog:
+    evaluations: list[tuple[int, float]] = field(default_factory=list)  # (env steps, mean eval return)
+    steps: int = 0  # env steps
+    updates: int = 0
+    timed_out: bool = False
+    wall_s: float = 0.0
+
+
+def mean_return(agent, env: gym.Env, episodes: int, seed: int = 10_000) -> float:
+    """Mean undiscounted return of deterministic episodes (env seeds seed, seed + 1, …)."""
+    returns = []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        total, done = 0.0, False
+        while not done:
+            obs, reward, terminated, truncated, info = env.step(agent.act(obs, deterministic=True))
+            total += float(np.sum(info["rewards"])) if "rewards" in info else float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    return float(np.mean(returns))
+
+
+def train_one(agent, env: gym.Env, env_steps: int, *, demos: dict | None = None, offline_phase: bool = False,
+              offline_updates: int = 0, eval_env: gym.Env | None = None, eval_every: int = 0, bar: float | None = None,
+              time_limit_s: float = float("inf")) -> TrainLog:
+    """One run of the project's training loop (`train_population`, a population of one), continued
+    in chunks of `eval_every` env steps with an evaluation after each; stops at `bar` or the time limit."""
+    member = make_member(agent, agent.seeds[0], env, demos, capacity=env_steps, offline_phase=offline_phase)
+    log, start = TrainLog(), time.perf_counter()
+    chunk = eval_every or env_steps
+    while member.counters.env_steps < env_steps:
+        target = min(env_steps, member.counters.env_steps + chunk)
+        train_population(agent, [member], Schedule(target, offline_updates), progress=False)
+        if eval_env is not None and eval_every:
+            log.evaluations.append((member.counters.env_steps, mean_return(agent, eval_env, 10)))
+            if bar is not None and log.evaluations[-1][1] >= bar:
+                break
+        if time.perf_counter() - start > time_limit_s:
+            log.timed_out = True
+            break
+    log.steps, log.updates, log.wall_s = member.counters.env_steps, member.counters.updates, time.perf_counter() - start
+    return log
+
+
 def make_small_env(env_id: str) -> gym.Env:
     env = gym.make(env_id)
     if isinstance(env.action_space, gym.spaces.Box):
@@ -72,38 +120,95 @@ def make_small_env(env_id: str) -> gym.Env:
     return env
 
 
-def fake_batch(rng: np.random.Generator, n: int, obs_dim: int, action_dim: int) -> dict[str, np.ndarray]:
+def fake_batch(rng: np.random.Generator, n: int, obs_dim: int, action_dim: int, discrete: bool = False) -> dict[str, np.ndarray]:
     return {
         "obs": rng.standard_normal((n, obs_dim), dtype=np.float32),
-        "action": rng.uniform(-1, 1, (n, action_dim)).astype(np.float32),
+        "action": rng.integers(0, 16, n) if discrete else rng.uniform(-1, 1, (n, action_dim)).astype(np.float32),
         "reward": rng.standard_normal(n, dtype=np.float32),
         "next_obs": rng.standard_normal((n, obs_dim), dtype=np.float32),
         "terminal": rng.random(n) < 0.01,
         "steps": np.ones(n, dtype=np.int64),
+        "demo": np.ones(n, dtype=bool),
     }
 
 
-def bench_speed(device: str, obs_dim: int = 39, action_dim: int = 28, seconds: float = 20.0) -> None:
-    """RLPD update rounds per second on door-sized inputs (S=39, A=28)."""
-    space = gym.spaces.Box(-1.0, 1.0, (action_dim,), np.float32)
-    agent = AGENTS["rlpd"](obs_dim, space, device=device)
+def critic_updates_per_s(method: str, population: int, device: str, seconds: float, obs_dim: int = 39, action_dim: int = 28) -> float:
+    """Critic gradient steps per second, all members together, for `method`'s paper config."""
+    entry = AGENTS[method]
+    space = gym.spaces.Discrete(16) if entry.discrete else gym.spaces.Box(-1.0, 1.0, (action_dim,), np.float32)
+    agent = entry(obs_dim, space, device=device, seeds=range(population))
     rng = np.random.default_rng(0)
-    batch = fake_batch(rng, agent.update_batch_size, obs_dim, action_dim)
+    parts = [fake_batch(rng, agent.update_batch_size, obs_dim, action_dim, discrete=entry.discrete) for _ in range(population)]
+    batch = agent.to_torch({k: np.stack([p[k] for p in parts]) for k in parts[0]})  # on the device, as replay would be
     for _ in range(2):  # warm-up
-        agent.update(batch)
+        agent.update_round(batch)
     if device == "cuda":
         torch.cuda.synchronize()
     rounds, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        agent.update(batch)
+        agent.update_round(batch)
         rounds += 1
     if device == "cuda":
         torch.cuda.synchronize()
-    wall = time.perf_counter() - start
-    cfg = agent.config
-    print(f"rlpd speed [{device}, threads={torch.get_num_threads()}] E={cfg.n_critics} batch={cfg.batch_size} "
-          f"utd={cfg.utd}: {rounds / wall:.2f} update rounds/s = {rounds * cfg.utd / wall:.1f} critic steps/s "
-          f"({rounds} rounds in {wall:.1f} s)")
+    return rounds * getattr(agent.config, "utd", 1) * population / (time.perf_counter() - start)
+
+
+PAPER_GRID_CRITIC_UPDATES = 6 * 4 * 3 * 1_000_000 * 20  # methods × tasks × seeds × env steps × UTD
+
+
+def bench_speed(device: str, seconds: float, populations=(1, 3, 12)) -> None:
+    print(f"critic updates/s [{device}, threads={torch.get_num_threads()}], door-sized (S=39, A=28, K=16), batch 256")
+    print(f"{'method':9s} " + " ".join(f"{'P=' + str(p):>16s}" for p in populations))
+    best = 0.0
+    for method in ("rlpd", "maq_rlpd", "iql"):
+        rates = [critic_updates_per_s(method, p, device, seconds) for p in populations]
+        best = max(best, *rates) if method != "iql" else best
+        print(f"{method:9s} " + " ".join(f"{r:9.1f} ({r / rates[0]:4.2f}×)" for r in rates))
+    print(f"projected paper grid ({PAPER_GRID_CRITIC_UPDATES:.2e} critic updates at the best UTD-20 rate above, "
+          f"updates only): {PAPER_GRID_CRITIC_UPDATES / best / 3600:,.0f} h on this {device}")
+
+
+def bench_macro_step(seconds: float = 5.0) -> None:
+    """Env steps/s of the raw simulator, the plain env, and a macro step (H=9, a fixed decoded macro) on door."""
+    from pipeline.envs import make_env
+
+    env = make_env("door")
+    env.reset(seed=0)
+    sim = env.unwrapped
+    model, data = sim.model, sim.data
+    import mujoco
+
+    ctrl = np.zeros(model.nu)
+
+    def rate(step) -> float:
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            n += step()
+        return n / (time.perf_counter() - start)
+
+    def raw() -> int:
+        data.ctrl[:] = ctrl
+        mujoco.mj_step(model, data, nstep=sim.frame_skip)
+        return 1
+
+    def plain() -> int:
+        _, _, terminated, truncated, _ = env.step(np.zeros(28, np.float32))
+        if terminated or truncated:
+            env.reset(seed=0)
+        return 1
+
+    macro_env = MacroActionEnv(make_env("door"), ConstantCodebook(H=9, K=16, A=28), 0.99)
+    macro_env.reset(seed=0)
+
+    def macro() -> int:
+        _, _, terminated, truncated, info = macro_env.step(8)
+        if terminated or truncated:
+            macro_env.reset(seed=0)
+        return int(info["steps"])
+
+    r_raw, r_plain, r_macro = rate(raw), rate(plain), rate(macro)
+    print(f"door env steps/s, one core: raw mj_step ×{sim.frame_skip} {r_raw:,.0f}; gym env {r_plain:,.0f} "
+          f"({r_plain / r_raw:.2f}×); macro step H=9 {r_macro:,.0f} ({r_macro / r_raw:.2f}×)")
 
 
 def bench_learn(method: str, seed: int, max_minutes: float, rlpd_utd: int, budget: int | None,
@@ -121,18 +226,15 @@ def bench_learn(method: str, seed: int, max_minutes: float, rlpd_utd: int, budge
     if warmup is not None:
         overrides["warmup_steps"] = warmup
     config = replace(entry.default_config, **overrides)
-    torch.manual_seed(seed)
-    agent = entry(env.observation_space.shape[0], env.action_space, config, device="cpu")
-    buffer = ReplayBuffer.for_spaces(budget, env.observation_space.shape[0], env.action_space, seed=seed)
-    log = train_online(agent, env, buffer, budget, seed=seed, eval_env=eval_env,
-                       eval_every=eval_every or (1_000 if method != "dsac" else 2_000) // (3 if entry.macro else 1), eval_episodes=10,
-                       stop=lambda log: log.evaluations[-1][1] >= bar, time_limit_s=60 * max_minutes)
+    agent = entry(env.observation_space.shape[0], env.action_space, config, device="cpu", seeds=(seed,))
+    log = train_one(agent, env, budget * (env.codebook.H if entry.macro else 1), eval_env=eval_env,
+                    eval_every=eval_every or (1_000 if method != "dsac" else 2_000), bar=bar, time_limit_s=60 * max_minutes)
     step, best = max(log.evaluations, key=lambda e: e[1]) if log.evaluations else (0, float("nan"))
     last_step, last = log.evaluations[-1] if log.evaluations else (0, float("nan"))
     reached = last >= bar
     print(f"{method:5s} {env_id:12s} bar {bar:7.1f}: {'REACHED' if reached else 'not reached'} — "
           f"last eval {last:8.1f} at step {last_step}, best {best:8.1f} at step {step}, "
-          f"{log.steps} agent steps{' (TIME LIMIT)' if log.timed_out else ''}, {log.updates} update rounds, wall {log.wall_s:.0f} s (seed {seed}, budget {budget}, {config.__class__.__name__} "
+          f"{log.steps} env steps{' (TIME LIMIT)' if log.timed_out else ''}, {log.updates} update rounds, wall {log.wall_s:.0f} s (seed {seed}, budget {budget}, {config.__class__.__name__} "
           f"overrides {overrides})")
     print(f"      eval curve: {[(s, round(r, 1)) for s, r in log.evaluations]}")
 
@@ -159,13 +261,10 @@ def collect_episodes(agent, env: gym.Env, episodes: int, seed: int) -> Episodes:
 def bench_offline(seed: int, offline_updates: int, online_steps: int, maq_rlpd_utd: int, max_minutes: float) -> None:
     """Demonstrations from a SAC agent trained to the bar on Pendulum, then: iql offline→online,
     maq_iql offline→online and maq_rlpd (50/50 demo/online) over ConstantCodebook's codes."""
-    torch.manual_seed(seed)
     env, eval_env = make_small_env("Pendulum-v1"), make_small_env("Pendulum-v1")
     S = env.observation_space.shape[0]
-    sac = AGENTS["sac"](S, env.action_space, replace(SAC_CONFIG, warmup_steps=1_000), device="cpu")
-    log = train_online(sac, env, ReplayBuffer.for_spaces(20_000, S, env.action_space, seed), 20_000, seed=seed,
-                       eval_env=eval_env, eval_every=1_000, eval_episodes=10, stop=lambda log: log.evaluations[-1][1] >= -200,
-                       time_limit_s=60 * max_minutes)
+    sac = AGENTS["sac"](S, env.action_space, replace(SAC_CONFIG, warmup_steps=1_000), device="cpu", seeds=(seed,))
+    log = train_one(sac, env, 20_000, eval_env=eval_env, eval_every=1_000, bar=-200, time_limit_s=60 * max_minutes)
     demos = collect_episodes(sac, env, 25, seed=1_000)
     print(f"demonstrator: sac eval {log.evaluations[-1][1]:.1f} after {log.steps} steps ({log.wall_s:.0f} s); "
           f"25 demo episodes, mean return {demos.returns().mean():.1f}")
@@ -179,27 +278,21 @@ def bench_offline(seed: int, offline_updates: int, online_steps: int, maq_rlpd_u
     for name, run_env, run_eval, batch in [("iql", env, eval_env, steps_1),
                                            ("maq_iql", macro_env, macro_eval, macro_demos.as_batch())]:
         entry = AGENTS[name]
-        agent = entry(S, run_env.action_space, device="cpu")
+        agent = entry(S, run_env.action_space, device="cpu", seeds=(seed,))
         agent.set_obs_stats(demos.obs.mean(0), demos.obs.std(0))
-        buffer = ReplayBuffer.from_batch(batch, S, run_env.action_space, capacity=len(batch["obs"]) + online_steps, seed=seed)
-        start = time.perf_counter()
-        for _ in range(offline_updates):
-            agent.update(buffer.sample(agent.update_batch_size))
-        offline_return, offline_s = evaluate(agent, run_eval, 10, seed=10_000), time.perf_counter() - start
-        log = train_online(agent, run_env, buffer, online_steps, seed=seed, time_limit_s=60 * max_minutes)
-        print(f"{name:8s} offline {offline_updates} updates: eval {offline_return:8.1f} ({offline_s:.0f} s); "
-              f"+ {log.steps} online steps: eval {evaluate(agent, run_eval, 10, seed=10_000):8.1f} ({log.wall_s:.0f} s)")
+        env_steps = online_steps * (codebook.H if entry.macro else 1)
+        log = train_one(agent, run_env, env_steps, demos=batch, offline_phase=True, offline_updates=offline_updates,
+                        eval_env=run_eval, eval_every=env_steps, time_limit_s=60 * max_minutes)
+        print(f"{name:8s} offline {offline_updates} updates + {log.steps} online env steps: eval {log.evaluations[-1][1]:8.1f} "
+              f"({log.wall_s:.0f} s)")
 
     entry = AGENTS["maq_rlpd"]
     config = replace(entry.default_config, utd=maq_rlpd_utd, warmup_steps=0)
-    agent = entry(S, macro_env.action_space, config, device="cpu")
-    offline = ReplayBuffer.from_batch(macro_demos.as_batch(), S, macro_env.action_space, seed=seed)
-    online = ReplayBuffer.for_spaces(online_steps, S, macro_env.action_space, seed=seed)
-    online.add_batch(**{k: v[:1] for k, v in macro_demos.as_batch().items()})  # not empty at the first update
-    log = train_online(agent, macro_env, online, online_steps, sampler=MixedSampler(offline, online, config.offline_ratio),
-                       seed=seed, eval_env=macro_eval, eval_every=online_steps // 5, eval_episodes=10,
-                       time_limit_s=60 * max_minutes)
-    print(f"maq_rlpd 50/50 demo/online, utd {maq_rlpd_utd}, no warm-up: eval curve (macro step, return) "
+    agent = entry(S, macro_env.action_space, replace(config, warmup_steps=1), device="cpu", seeds=(seed,))  # 1: online not empty
+    env_steps = online_steps * codebook.H
+    log = train_one(agent, macro_env, env_steps, demos=macro_demos.as_batch(), eval_env=macro_eval,
+                    eval_every=env_steps // 5, time_limit_s=60 * max_minutes)
+    print(f"maq_rlpd 50/50 demo/online, utd {maq_rlpd_utd}, no warm-up: eval curve (env step, return) "
           f"{[(s, round(r, 1)) for s, r in log.evaluations]} ({log.wall_s:.0f} s)")
 
 
@@ -207,7 +300,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
     speed = sub.add_parser("speed", help="(a) rlpd update rounds/s")
-    speed.add_argument("--seconds", type=float, default=20.0)
+    speed.add_argument("--seconds", type=float, default=5.0, help="per method × population size")
     offline = sub.add_parser("offline", help="(c) demos from SAC on Pendulum → iql, maq_iql, maq_rlpd")
     offline.add_argument("--seed", type=int, default=0)
     offline.add_argument("--offline-updates", type=int, default=5_000)
@@ -230,6 +323,7 @@ def main(argv=None) -> None:
             bench_speed("cuda", seconds=args.seconds)
         else:
             print("no CUDA device: CUDA speed not measured")
+        bench_macro_step()
     elif args.what == "offline":
         bench_offline(args.seed, args.offline_updates, args.online_steps, args.maq_rlpd_utd, args.max_minutes)
     else:
