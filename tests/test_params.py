@@ -106,7 +106,7 @@ def run_references(task):
 def run_finetune(item):
     from stages import finetune
 
-    finetune.main(["--task", item["task"], "--method", item["method"], "--seed", str(item["seed"])])
+    finetune.main(["--task", item["task"], "--method", item["method"]])
 
 
 def run_evaluate(item):
@@ -133,8 +133,8 @@ STAGE_RUNNERS = {
     "prepare": (run_prepare, "door"),
     "codebook": (run_codebook, "door"),
     "references": (run_references, "door"),
-    "finetune": (run_finetune, {"task": "door", "method": "rlpd", "seed": 1}),
-    "finetune_maq": (run_finetune, {"task": "door", "method": "maq_iql", "seed": 1}),
+    "finetune": (run_finetune, {"task": "door", "method": "rlpd"}),
+    "finetune_maq": (run_finetune, {"task": "door", "method": "maq_iql"}),
     "evaluate": (run_evaluate, {"task": "door", "method": "rlpd", "seed": 1}),
     "evaluate_maq": (run_evaluate, {"task": "door", "method": "maq_iql", "seed": 1}),
     "report": (run_report, None),
@@ -164,3 +164,13 @@ def test_stage_params_in_dvc_yaml_cover_what_the_code_reads(tmp_path, monkeypatc
         assert not undeclared, f"dvc.yaml stage {stage} lacks params {sorted(undeclared)}"
     assert (project / "data/prepared/door/meta.json").is_file()
     assert (project / "models/codebooks/door/model.safetensors").is_file()
+
+
+def test_loading_params_imports_no_torch():
+    """The method registry is torch-free: validating params (every stage's first step) imports no torch."""
+    import subprocess
+    import sys
+
+    code = "import sys; from pipeline.config import load_params; load_params(); assert 'torch' not in sys.modules, 'torch imported'"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -102,7 +102,7 @@ def test_pulled_codebook_is_bit_identical_and_drives_finetune(evaluated, project
     assert codebook.hash == Codebook.from_pretrained(evaluated / "models/codebooks/door").hash == metrics["codebook_sha256"]
     assert file_hashes(out) == file_hashes(pulled)
     result = finetune(project, "maq_dsac", "from-pulled-codebook", codebook_dir=out)
-    assert result.metrics["env_steps"] == 400
+    assert result.metrics[0]["env_steps"] == 400
     config = json.loads((project / "runs" / "from-pulled-codebook" / "agents" / "seed1" / "config.json").read_text())
     assert config["codebook_hash"] == codebook.hash
 
