@@ -192,6 +192,7 @@ def test_training_loop_runs_every_method(name):
 
     from pipeline.agents import AGENTS
     from pipeline.agents.train import Schedule, make_member, train_population
+    from pipeline.benchmarks.agents import mean_return
 
     torch.set_num_threads(1)
     method = AGENTS[name]
@@ -212,14 +213,7 @@ def test_training_loop_runs_every_method(name):
     returns = []
 
     def evaluate(i, env_steps):  # a deterministic episode of member i
-        one, env = agent.member(i), make()
-        obs, _ = env.reset(seed=0)
-        total, done = 0.0, False
-        while not done:
-            obs, reward, terminated, truncated, info = env.step(one.act(obs, deterministic=True))
-            total += float(np.sum(info["rewards"])) if "rewards" in info else float(reward)
-            done = terminated or truncated
-        returns.append(total)
+        returns.append(mean_return(agent.member(i), make(), episodes=1, seed=0))
         return {"env_steps": env_steps}
 
     steps_per_agent_step = 3 if method.discrete else 1

@@ -240,20 +240,21 @@ def run_task(task: str, args, params, sets: dict, out: Path) -> dict:
                       threads=args.threads, device=args.device)
         run = out / task / method
         macro = AGENTS[method].macro
-        if args.reuse and (run / "agent").is_dir():
+        agent_dir = run / "agents" / f"seed{args.train_seed}"
+        if args.reuse and agent_dir.is_dir():
             train = json.loads((run / "metrics.json").read_text())
             wall = train.get("wall_s", float("nan"))
-            print(f"{task}/{method}: reusing the agent in {run / 'agent'}")
+            print(f"{task}/{method}: reusing the agent in {agent_dir}")
         else:
             start = time.perf_counter()
-            res = run_finetune(task, method, args.train_seed, cfg, overrides, prepared_dir=prepared,
-                               codebook_dir=codebook_dir if macro else None, out_dir=run / "agent",
-                               curve_path=run / "curve.csv", metrics_path=run / "metrics.json",
+            res = run_finetune(task, method, [args.train_seed], cfg, overrides, prepared_dir=prepared,
+                               codebook_dir=codebook_dir if macro else None, agents_dir=run / "agents",
+                               curves_dir=run / "curves", metrics_dir=run / "seed_metrics",
                                checkpoint_dir=run / "checkpoint", progress=args.progress)
             wall = time.perf_counter() - start
-            train = dict(res.metrics, wall_s=wall, overrides=overrides)
+            train = dict(res.metrics[0], wall_s=wall, overrides=overrides)
             (run / "metrics.json").write_text(json.dumps(train, indent=1, default=str))
-        summary = run_evaluate(task, method, args.eval_seed, eval_cfg, agent_dir=run / "agent",
+        summary = run_evaluate(task, method, args.eval_seed, eval_cfg, agent_dir=agent_dir,
                                codebook_dir=codebook_dir if macro else None, prepared_dir=prepared,
                                references_path=ref_path, out_dir=run / "evaluation", metrics_path=run / "evaluate.json",
                                progress=False)
@@ -266,7 +267,7 @@ def run_task(task: str, args, params, sets: dict, out: Path) -> dict:
         if method == "maq_iql" and args.ceilings:
             codebook = Codebook.from_pretrained(codebook_dir)
             _, test, _ = load_prepared(prepared)
-            prior = prior_ceiling(task, run / "agent", codebook, test, episode_seeds(args.eval_seed, args.episodes),
+            prior = prior_ceiling(task, agent_dir, codebook, test, episode_seeds(args.eval_seed, args.episodes),
                                   references, eval_cfg.dtw)
             print(line(f"{task}/prior (BC over codes)", prior) + f"\n{'':26s} codes played {prior['code_counts']}", flush=True)
             results["prior_ceiling"] = prior
