@@ -18,7 +18,6 @@ Config: `pipeline.methods.DiscreteIQLConfig`. Shapes carry the population axis P
 from __future__ import annotations
 
 import gymnasium as gym
-import numpy as np
 import torch
 from torch.nn import functional as F
 

@@ -17,7 +17,6 @@ Shapes carry the population axis P first: obs (P, B, S), critics (P, 2, B).
 from __future__ import annotations
 
 import gymnasium as gym
-import numpy as np
 import torch
 from torch import nn
 
