@@ -163,6 +163,7 @@ class PopulationAdam:
         self.population, self.lr, self.betas, self.eps = population, lr, betas, eps
         device = self.params[0].device if self.params else None
         self.step_count = torch.zeros(population, device=device)  # (P,)
+        self.counts = [0] * population  # the same counts on the host (no device sync to read them)
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
 
@@ -172,15 +173,33 @@ class PopulationAdam:
 
     @torch.no_grad()
     def step(self, active: torch.Tensor | None = None) -> None:
+        params = [p for p in self.params if p.grad is not None]
+        if not params:
+            return
+        index = [i for i, p in enumerate(self.params) if p.grad is not None]
+        exp_avg, exp_avg_sq = [self.exp_avg[i] for i in index], [self.exp_avg_sq[i] for i in index]
+        grads = [p.grad for p in params]
         beta1, beta2 = self.betas
+        if active is None and len(set(self.counts)) == 1:  # all step, from one count: torch's foreach Adam math
+            self.step_count += 1
+            self.counts = [c + 1 for c in self.counts]
+            step = self.counts[0]
+            bias1, bias2_sqrt = 1 - beta1**step, (1 - beta2**step) ** 0.5
+            torch._foreach_lerp_(exp_avg, grads, 1 - beta1)
+            torch._foreach_mul_(exp_avg_sq, beta2)
+            torch._foreach_addcmul_(exp_avg_sq, grads, grads, 1 - beta2)
+            denom = torch._foreach_sqrt(exp_avg_sq)
+            torch._foreach_div_(denom, bias2_sqrt)
+            torch._foreach_add_(denom, self.eps)
+            torch._foreach_addcdiv_(params, exp_avg, denom, -self.lr / bias1)
+            return
         active = torch.ones(self.population, dtype=torch.bool, device=self.step_count.device) if active is None else active
         self.step_count += active
+        self.counts = [c + int(a) for c, a in zip(self.counts, active.tolist())]
         steps = self.step_count.clamp_min(1)
-        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq):
-            if p.grad is None:
-                continue
+        for p, grad, m, v in zip(params, grads, exp_avg, exp_avg_sq):
             mask = member_mask(active, p)
-            grad = p.grad * mask
+            grad = grad * mask
             m.lerp_(grad, (1 - beta1) * mask)
             v.mul_(1 - (1 - beta2) * mask).addcmul_(grad, grad, value=1 - beta2)
             bias1, bias2 = per_member(1 - beta1**steps, p), per_member(1 - beta2**steps, p)
@@ -196,6 +215,7 @@ class PopulationAdam:
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         for name, t in self.state_tensors().items():
             t.copy_(tensors[name])
+        self.counts = [int(c) for c in self.step_count.tolist()]
 
 
 class ObsNormalizer(nn.Module):
