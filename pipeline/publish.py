@@ -148,8 +148,8 @@ def stage_agent(task: str, method: str, seed: int, agent_dir: Path, summary: dic
         f"normalized score {summary['normalized_score_mean']:.1f}, success {summary['success_rate']:.2f} (final-step rule), "
         f"DTW similarity {summary['dtw_state_mean_similarity']:.2f}, W1 similarity {summary['w1_state_similarity']:.2f} "
         "(1 = human, 0 = random agent).\n\n"
-        f"## Provenance\n- code revision: `{revision}`\n- reproduce: `dvc repro evaluate@{task}-{method}-{seed}` "
-        f"(or `evaluate_maq@…` for MAQ methods) at that revision\n"
+        f"## Provenance\n- code revision: `{revision}`\n- reproduce: `dvc repro evaluate@{task}-{method}` "
+        f"(or `evaluate_maq@…` for MAQ methods; every seed of `seeds`) at that revision\n"
     )
     _copy_artifact(agent_dir, staging / name)
     (staging / name / "README.md").write_text(render_card(front, body))

@@ -1,8 +1,8 @@
-"""Stage `evaluate`: evaluate one trained agent (task × method × seed) by the paper's protocol.
+"""Stage `evaluate`: evaluate the trained agents of one task × method, every seed of `seeds`, by the paper's protocol.
 
-    python -m stages.evaluate --task door --method maq_iql --seed 1
+    python -m stages.evaluate --task door --method maq_iql
 
-Episode i uses env seed 200·seed + i, deterministic actions, the D4RL reward. Reads
+One process for all seeds (as `finetune`), each seed evaluated on its own: episode i of seed s uses env seed 200·s + i, deterministic actions, the D4RL reward. Reads
 models/agents/<task>/<method>/seed<s>/ (and models/codebooks/<task>/ for MAQ methods), the human
 test split of data/prepared/<task>/ and data/references/<task>/references.json; writes
 evaluations/<task>/<method>/seed<s>/ (episodes.parquet, trajectories.safetensors, summary.json)
@@ -24,12 +24,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", required=True)
     parser.add_argument("--method", required=True, choices=dag_methods())
-    parser.add_argument("--seed", required=True, type=int)
     args = parser.parse_args(argv)
-    task, method, seed = get_task(args.task).name, args.method, args.seed
+    task, method = get_task(args.task).name, args.method
+    params = load_params()
+    for seed in params.seeds:
+        evaluate_seed(task, method, seed, params.evaluate)
+
+
+def evaluate_seed(task: str, method: str, seed: int, cfg) -> None:
     run = Path(task) / method / f"seed{seed}"
     s = run_evaluate(
-        task, method, seed, load_params().evaluate,
+        task, method, seed, cfg,
         agent_dir=Path("models/agents") / run,
         codebook_dir=Path("models/codebooks") / task if METHODS[method].macro else None,
         prepared_dir=Path("data/prepared") / task,

@@ -112,7 +112,7 @@ def run_finetune(item):
 def run_evaluate(item):
     from stages import evaluate
 
-    evaluate.main(["--task", item["task"], "--method", item["method"], "--seed", str(item["seed"])])
+    evaluate.main(["--task", item["task"], "--method", item["method"]])
 
 
 def run_report(_item):
@@ -135,8 +135,8 @@ STAGE_RUNNERS = {
     "references": (run_references, "door"),
     "finetune": (run_finetune, {"task": "door", "method": "rlpd"}),
     "finetune_maq": (run_finetune, {"task": "door", "method": "maq_iql"}),
-    "evaluate": (run_evaluate, {"task": "door", "method": "rlpd", "seed": 1}),
-    "evaluate_maq": (run_evaluate, {"task": "door", "method": "maq_iql", "seed": 1}),
+    "evaluate": (run_evaluate, {"task": "door", "method": "rlpd"}),
+    "evaluate_maq": (run_evaluate, {"task": "door", "method": "maq_iql"}),
     "report": (run_report, None),
     "publish": (run_publish, None),
 }
