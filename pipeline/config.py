@@ -14,8 +14,10 @@ each stage's `params:` list in dvc.yaml covers everything its code reads.
 
 from __future__ import annotations
 
+import math
 import types
 import typing
+from typing import ClassVar
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
@@ -23,13 +25,45 @@ from typing import Iterator
 
 import yaml
 
+from pipeline.entry import UserError
+
 PARAMS_FILE = Path("params.yaml")
 
 _reads: set[str] | None = None  # dotted keys read while recording, else None
 
 
-class ParamsError(ValueError):
+class ParamsError(UserError, ValueError):
     """params.yaml is malformed: the message names the key and says what is expected."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """The valid values of a numeric field: `low ≤ x ≤ high` (`<` where the bound is open)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, x) -> bool:
+        if self.low is not None and (x <= self.low if self.low_open else x < self.low):
+            return False
+        return not (self.high is not None and (x >= self.high if self.high_open else x > self.high))
+
+    def __str__(self) -> str:
+        lo = "-inf" if self.low is None else f"{self.low:g}"
+        hi = "inf" if self.high is None else f"{self.high:g}"
+        return f"{'(' if self.low_open or self.low is None else '['}{lo}, {hi}{')' if self.high_open or self.high is None else ']'}"
+
+
+def at_least(n: float) -> Range:
+    return Range(low=n)
+
+
+POSITIVE = Range(low=0, low_open=True)  # > 0
+FRACTION = Range(0, 1, low_open=True, high_open=True)  # (0, 1)
+UNIT = Range(0, 1)  # [0, 1]
+DEVICES = ("auto", "cpu", "cuda")
 
 
 class Section:
@@ -78,6 +112,8 @@ class DemosConfig(Section):
     episodes: int  # successful demonstrations to keep per task
     seed: int  # base seed; attempt i uses seed + i
 
+    ranges: ClassVar[dict] = {"episodes": at_least(1), "seed": at_least(0)}
+
 
 @dataclass(frozen=True)
 class PrepareConfig(Section):
@@ -86,6 +122,8 @@ class PrepareConfig(Section):
     test_fraction: float  # share of whole episodes held out as the human test reference
     split_seed: int  # seed of the episode shuffle before the split
     allow_download: bool  # may a missing Minari dataset be downloaded (needs network)
+
+    ranges: ClassVar[dict] = {"test_fraction": FRACTION, "split_seed": at_least(0)}
 
 
 @dataclass(frozen=True)
@@ -114,6 +152,14 @@ class CodebookConfig(Section):
     threads: int  # torch CPU threads (1 beside other jobs; 0 leaves torch's default)
     device: str  # "auto" (cuda when available, else cpu), "cpu" or "cuda"
     source: str  # "train" (this stage trains it), or "hub:<repo>@<revision>" (pull a pretrained codebook)
+
+    ranges: ClassVar[dict] = {
+        "H": at_least(1), "K": at_least(2), "latent_dim": at_least(1), "hidden": at_least(1), "beta": at_least(0),
+        "lr": POSITIVE, "lr_schedule": ("constant", "paper"), "lr_step_epochs": at_least(1), "batch_size": at_least(1),
+        "epochs": at_least(1), "seed": at_least(0), "kmeans_iters": at_least(0), "ema_decay": Range(0, 1, high_open=True),
+        "dead_code_min_usage": at_least(0), "dead_code_noise": at_least(0), "checkpoint_every": at_least(0),
+        "threads": at_least(0), "device": DEVICES,
+    }
 
 
 @dataclass(frozen=True)
@@ -144,6 +190,11 @@ class FinetuneConfig(Section):
     threads: int  # torch CPU threads of the population's updates (0 leaves torch's default)
     device: str  # "auto", "cpu" or "cuda"
 
+    ranges: ClassVar[dict] = {
+        "env_steps": at_least(0), "offline_updates": at_least(0), "eval_every": at_least(0), "eval_episodes": at_least(1),
+        "checkpoint_every": at_least(0), "threads": at_least(0), "device": DEVICES,
+    }
+
 
 @dataclass(frozen=True)
 class AgentOverrides(Section):
@@ -167,6 +218,8 @@ class EvaluateConfig(Section):
     reference_episodes: int  # random-agent episodes (seeds 200·0 + i) anchoring the similarity scores at 0
     dtw: str  # "exact" (C DTW), or "fastdtw" (the official code's approximate numbers, radius 1)
 
+    ranges: ClassVar[dict] = {"episodes": at_least(1), "reference_episodes": at_least(1), "dtw": ("exact", "fastdtw")}
+
 
 @dataclass(frozen=True)
 class ReportConfig(Section):
@@ -177,6 +230,9 @@ class ReportConfig(Section):
     videos: bool  # render evaluation episodes to video (MUJOCO_GL=egl)
     video_episodes: int  # episodes rendered per task × method (first seed)
     video_size: int  # frame width and height in pixels
+
+    ranges: ClassVar[dict] = {"bootstrap_reps": at_least(1), "confidence": FRACTION, "video_episodes": at_least(0),
+                              "video_size": at_least(16)}
 
 
 @dataclass(frozen=True)
@@ -228,6 +284,8 @@ def _check_value(key: str, value, expected) -> object:
     if isinstance(expected, type) and issubclass(expected, Section):
         return _build_section(key, value, expected)
     if expected is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ParamsError(f"params key '{key}' must be a finite number, got {value!r}")
         return float(value)
     if expected is int and isinstance(value, int) and not isinstance(value, bool):
         return value
@@ -254,6 +312,12 @@ def _build_section(key: str, raw, cls):
         where = f"{key}.{missing[0]}" if key else missing[0]
         raise ParamsError(f"missing params key '{where}' (see params.yaml and pipeline/config.py)")
     values = {n: _check_value(f"{key}.{n}" if key else n, raw[n], hints[n]) for n in names}
+    for name, valid in getattr(cls, "ranges", {}).items():
+        where = f"{key}.{name}" if key else name
+        if isinstance(valid, Range) and values[name] not in valid:
+            raise ParamsError(f"params key '{where}' is {values[name]!r}, outside its valid range {valid}")
+        if isinstance(valid, tuple) and values[name] not in valid:
+            raise ParamsError(f"params key '{where}' is {values[name]!r}; valid values: {', '.join(valid)}")
     section = cls(**values)
     if isinstance(section, Section):
         object.__setattr__(section, "_key", key)
@@ -263,19 +327,39 @@ def _build_section(key: str, raw, cls):
 def parse_params(raw: dict) -> Params:
     """Build `Params` from an already-parsed YAML mapping (strict, see module docstring)."""
     params = _build_section("", raw, Params)
+    get = object.__getattribute__  # checks across sections are not a stage's reads: not recorded
     from pipeline.tasks import TASKS
 
-    for name in object.__getattribute__(params, "tasks"):  # not a stage's read: not recorded
+    tasks = get(params, "tasks")
+    for name in tasks:
         if name not in TASKS:
             raise ParamsError(f"params key 'tasks' names unknown task {name!r}; known: {', '.join(TASKS)}")
-    from pipeline.methods import dag_methods
+    if len(set(tasks)) != len(tasks):
+        raise ParamsError(f"params key 'tasks' lists a task twice: {list(tasks)}")
+    for task in TASKS:
+        spec = get(get(params, "sources"), task)
+        kind, _, ref = spec.partition(":")
+        if not (spec == "synthetic" or (kind in ("minari", "pkl") and ref)):
+            raise ParamsError(f"params key 'sources.{task}' is {spec!r}; use 'synthetic', 'minari:<dataset id>' or 'pkl:<path>'")
+    seeds = get(params, "seeds")
+    if not seeds or any(seed < 0 for seed in seeds) or len(set(seeds)) != len(seeds):
+        raise ParamsError(f"params key 'seeds' must list distinct seeds ≥ 0, at least one; got {list(seeds)}")
+    source = get(get(params, "codebook"), "source")
+    if source != "train" and not (source.startswith("hub:") and len(source) > 4):
+        raise ParamsError(f"params key 'codebook.source' is {source!r}; use 'train' or 'hub:<repo>@<revision>'")
+    from pipeline.methods import check_overrides, dag_methods
 
-    methods = object.__getattribute__(params, "methods")
+    methods = get(params, "methods")
     for group in ("baselines", "maq"):
         fits = dag_methods(group)
-        for name in object.__getattribute__(methods, group):
+        for name in get(methods, group):
             if name not in fits:
                 raise ParamsError(f"params key 'methods.{group}' names {name!r}, which is not one of {', '.join(fits)}")
+    for name in dag_methods():
+        try:
+            check_overrides(name, get(get(params, "agents"), name))
+        except ValueError as exc:
+            raise ParamsError(str(exc)) from None
     return params
 
 

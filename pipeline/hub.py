@@ -33,6 +33,7 @@ from urllib.parse import quote, urlparse
 
 import yaml
 
+from pipeline.entry import UserError
 from pipeline.io import sha256_file, write_json_atomic
 
 ARTIFACT_FILES = ("config.json", "model.safetensors", "README.md")
@@ -46,7 +47,7 @@ _COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
 _TRUE = ("1", "true", "yes", "on")
 
 
-class HubError(RuntimeError):
+class HubError(UserError, RuntimeError):
     """A push or pull cannot be done; the message says which repo, what failed and what to do."""
 
 

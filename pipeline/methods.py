@@ -20,6 +20,7 @@ further named configs (e.g. `maq_rlpd_official`, the official MAQ+RLPD settings)
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -198,11 +199,48 @@ def get_method(name: str) -> Method:
     return METHODS[name]
 
 
+def _check_type(where: str, value, default) -> None:
+    """`value` must have the type of the config field's default (ints pass for floats; lists for tuples)."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        ok = isinstance(value, bool) and isinstance(default, bool)
+    elif isinstance(default, tuple):
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float))
+    elif isinstance(default, int):
+        ok = isinstance(value, int)
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+    else:  # a None default (fixed_temperature): a number or null
+        ok = value is None or isinstance(value, (int, float))
+    if not ok or (isinstance(value, float) and not math.isfinite(value)):
+        raise ValueError(f"{where} is {value!r}, which is not a valid {type(default).__name__}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+        raise ValueError(f"{where} is {value!r}; backend settings are ≥ 0")
+
+
+def check_overrides(method: str, overrides: dict) -> None:
+    """Raise ValueError naming the key when `overrides` (params.yaml `agents.<method>`) do not fit."""
+    config = method_config(method, overrides)
+    defaults = asdict(get_method(method).default_config)
+    for key, value in overrides.items():
+        if key != "preset":
+            _check_type(f"agents.{method}.{key}", value, defaults[key])
+    for key in ("batch_size", "utd", "update_every", "n_critics", "critic_subset", "buffer_size"):
+        if hasattr(config, key) and getattr(config, key) < 1:
+            raise ValueError(f"agents.{method}.{key} is {getattr(config, key)}, outside its valid range [1, inf)")
+    for key in ("gamma", "tau", "expectile", "offline_ratio"):
+        if hasattr(config, key) and not 0 <= getattr(config, key) <= 1:
+            raise ValueError(f"agents.{method}.{key} is {getattr(config, key)}, outside its valid range [0, 1]")
+
+
 def method_config(method: str, overrides: dict):
     """The backend config of `method` with `overrides` (params.yaml `agents.<method>`) applied.
     The key `preset` starts from a named preset of `PRESETS` instead of the method's default."""
     overrides = dict(overrides)
     base = get_method(method).default_config
+    if "preset" in overrides and not isinstance(overrides["preset"], str):
+        raise ValueError(f"agents.{method}.preset must be a preset name, got {overrides['preset']!r}")
     if "preset" in overrides:
         name = overrides.pop("preset")
         if name not in PRESETS or PRESETS[name][0] != method:

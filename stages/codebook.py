@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pipeline.codebook.run import fetch_codebook, run_codebook
 from pipeline.config import load_params
+from pipeline.entry import run_stage
 from pipeline.tasks import get_task
 
 
@@ -56,4 +57,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 from pipeline.config import load_params
+from pipeline.entry import run_stage
 from pipeline.io import write_text_atomic
 
 
@@ -36,4 +37,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

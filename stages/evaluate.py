@@ -15,6 +15,7 @@ import argparse
 from pathlib import Path
 
 from pipeline.config import load_params
+from pipeline.entry import run_stage
 from pipeline.evaluation import run_evaluate
 from pipeline.methods import METHODS, dag_methods
 from pipeline.tasks import get_task
@@ -47,4 +48,4 @@ def evaluate_seed(task: str, method: str, seed: int, cfg) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

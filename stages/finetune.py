@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pipeline.agents.finetune import run_finetune
 from pipeline.config import load_params
+from pipeline.entry import run_stage
 from pipeline.methods import METHODS, dag_methods
 from pipeline.tasks import get_task
 
@@ -45,4 +46,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

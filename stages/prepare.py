@@ -9,6 +9,7 @@ from pathlib import Path
 from pipeline.config import load_params
 from pipeline.data.prepare import write_prepared
 from pipeline.data.sources import load_source
+from pipeline.entry import run_stage
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -33,4 +34,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

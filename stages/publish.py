@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 
 from pipeline.config import load_params
+from pipeline.entry import run_stage
 from pipeline.publish import run_publish
 
 
@@ -26,4 +27,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

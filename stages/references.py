@@ -14,6 +14,7 @@ import argparse
 from pathlib import Path
 
 from pipeline.config import load_params
+from pipeline.entry import run_stage
 from pipeline.evaluation import run_references
 from pipeline.tasks import get_task
 
@@ -28,4 +29,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -24,13 +24,14 @@ import numpy as np
 
 from pipeline.data.episodes import Episodes
 from pipeline.data.validate import DemonstrationsError, load_pickle_trajectories, validate_trajectories
+from pipeline.entry import UserError
 from pipeline.io import sha256_file, sha256_tree
 from pipeline.tasks import get_task
 
 NETWORK_PROBE_TIMEOUT_S = 3.0
 
 
-class DataSourceError(RuntimeError):
+class DataSourceError(UserError, RuntimeError):
     """A data source cannot be read; the message says how to get the data."""
 
 

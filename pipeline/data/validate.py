@@ -14,13 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.data.safe_pickle import UnsafePickleError, safe_load
+from pipeline.entry import UserError
 from pipeline.tasks import get_task
 
 REQUIRED_KEYS = ("observations", "actions", "rewards", "next_observations", "terminals")
 OPTIONAL_FLAG_KEYS = ("truncations", "success")
 
 
-class DemonstrationsError(ValueError):
+class DemonstrationsError(UserError, ValueError):
     """Demonstrations are malformed; the message says which trajectory and what is wrong."""
 
 
