@@ -15,7 +15,8 @@ active)` runs one update round for the `active` members; the others are left exa
 from __future__ import annotations
 
 import copy
-from typing import Any, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -155,15 +156,21 @@ class Agent(nn.Module):
         """Actions (P, B, A) or codes (P, B) at obs (P, B, S); stochastic draws use member noise."""
         raise NotImplementedError
 
+    @contextmanager
+    def members_active(self, active: np.ndarray | None) -> Iterator[None]:
+        """Inside the block only the `active` members (bool (P,); None: all) draw noise and step."""
+        self.active = None if active is None or np.all(active) else torch.as_tensor(np.asarray(active, bool), device=self.device)
+        try:
+            yield
+        finally:
+            self.active = None
+
     @torch.no_grad()
     def act_members(self, obs, deterministic: bool = False, active: np.ndarray | None = None) -> np.ndarray:
         """obs (P, B, S) → (P, B, A) or (P, B). Members not `active` draw no noise (their rows are
         computed but meaningless), so a member's stream does not depend on the others' schedule."""
-        self.active = None if active is None or np.all(active) else torch.as_tensor(np.asarray(active, bool), device=self.device)
-        try:
+        with self.members_active(active):
             return self.act_round(self.obs_tensor(obs), deterministic).cpu().numpy()
-        finally:
-            self.active = None
 
     def act(self, obs: np.ndarray, deterministic: bool = False):
         """A population of one acting: obs (S,) or (B, S)."""
@@ -229,11 +236,8 @@ class Agent(nn.Module):
         raise NotImplementedError
 
     def update_members(self, batch: dict, active: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        self.active = None if active is None or np.all(active) else torch.as_tensor(np.asarray(active, bool), device=self.device)
-        try:
+        with self.members_active(active):
             info = self.update_round(self.to_torch(batch))
-        finally:
-            self.active = None
         return {k: v.detach().cpu().numpy() for k, v in info.items()}
 
     def update(self, batch: dict) -> dict[str, float]:

@@ -123,14 +123,17 @@ def train_population(
     early by `stop_after_env_steps` (after the checkpoint that follows that many env steps)."""
     config = agent.config
     all_due = [True] * len(members)
-    next_checkpoint = schedule.checkpoint_every
+
+    def after(count: int) -> int:  # the first checkpoint count past `count`
+        every = schedule.checkpoint_every
+        return (count // every + 1) * every if every else 0
 
     def checkpoint_due(count: int) -> bool:
         return on_checkpoint is not None and schedule.checkpoint_every > 0 and count >= next_checkpoint
 
     # 1. offline phase
     done = min(m.counters.offline_updates for m in members)
-    next_checkpoint = (done // schedule.checkpoint_every + 1) * schedule.checkpoint_every if schedule.checkpoint_every else 0
+    next_checkpoint = after(done)
     with tqdm(total=schedule.offline_updates, initial=done, desc=f"{desc} offline", unit="upd", mininterval=2.0,
               disable=not progress or schedule.offline_updates == 0) as bar:
         while done < schedule.offline_updates:
@@ -140,7 +143,7 @@ def train_population(
                 m.counters.offline_updates = done
             bar.update(1)
             if checkpoint_due(done) and done < schedule.offline_updates:
-                next_checkpoint = done + schedule.checkpoint_every
+                next_checkpoint = after(done)
                 on_checkpoint()
     if evaluate is not None:
         for i, m in enumerate(members):
@@ -150,7 +153,7 @@ def train_population(
     # 2. online phase, all members in lockstep
     budget = schedule.env_steps
     progressed = min(m.counters.env_steps for m in members)
-    next_checkpoint = (progressed // schedule.checkpoint_every + 1) * schedule.checkpoint_every if schedule.checkpoint_every else 0
+    next_checkpoint = after(progressed)
     with tqdm(total=budget * len(members), initial=sum(m.counters.env_steps for m in members), desc=f"{desc} online",
               unit="step", mininterval=2.0, disable=not progress) as bar:
         while any(m.counters.env_steps < budget for m in members):
@@ -196,7 +199,7 @@ def train_population(
             progressed = min(m.counters.env_steps for m in members)
             at_boundary = all(m.obs is None for m in members)
             if checkpoint_due(progressed) and at_boundary and progressed < budget:
-                next_checkpoint = progressed + schedule.checkpoint_every
+                next_checkpoint = after(progressed)
                 on_checkpoint()
                 if stop_after_env_steps is not None and progressed >= stop_after_env_steps:
                     return False
