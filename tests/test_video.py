@@ -90,5 +90,6 @@ def test_agent_is_shown_next_to_the_closest_replayable_human_episode(door_episod
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # gymnasium's viewer __del__ after the failed context
 def test_missing_egl_names_the_fix(door_episodes, monkeypatch):
     monkeypatch.setenv("MUJOCO_GL", "no-such-backend")
+    monkeypatch.setattr(video, "_render_envs", {})  # no render env opened by an earlier test
     with pytest.raises(video.RenderingUnavailable, match=r"libegl1.*report\.videos: false"):
         video.episode_frames("door", door_episodes, 0, SIZE)
