@@ -116,6 +116,101 @@ def test_step_rejects_codes_outside_the_codebook():
         env.step(4)
 
 
+class RandomMacroCodebook:
+    """Code k decodes to a fixed random float64 macro, whatever the state; values reach ±1.5, so
+    execution has to clip."""
+
+    def __init__(self, H: int, A: int, K: int = 8, seed: int = 0):
+        self.H, self.A, self.K = H, A, K
+        self.macros = np.random.default_rng(seed).uniform(-1.5, 1.5, (K, H, A))  # (K, H, A)
+        self.hash = f"random-macros-{seed}"
+
+    def encode(self, obs, macro):  # (B, S), (B, H, A) → (B,)
+        raise NotImplementedError
+
+    def decode(self, obs, code):  # (B, S), (B,) → (B, H, A)
+        return self.macros[np.asarray(code)]
+
+
+def _put_object_at_goal(task: str, sim) -> None:
+    """Move the task's object to where it succeeds (random macros never get there), so that the
+    reward's bonus and success branches are compared too."""
+    qpos, qvel = sim.data.qpos.copy(), sim.data.qvel.copy()
+    if task == "door":
+        qpos[sim.door_hinge_addrs] = 1.4  # hinge angle, open
+    elif task == "hammer":  # slide the nail in until its head is at the goal (the gap is linear in the slide)
+        nail = sim.model.joint("nail_dir").qposadr[0]
+
+        def gap(q: float) -> np.ndarray:  # (3,) nail head − goal with the nail slid to q
+            qpos[nail] = q
+            sim.set_state(qpos, qvel)
+            return sim.data.site_xpos[sim.target_obj_site_id] - sim.data.site_xpos[sim.goal_site_id]
+
+        g0, g1 = gap(0.0), gap(0.01)
+        qpos[nail] = -0.01 * g0.dot(g1 - g0) / (g1 - g0).dot(g1 - g0)
+    elif task == "pen":  # turn the target to the pen's orientation (the pen starts at the target's position)
+        sim.model.body_quat[sim.target_obj_body_id] = sim.data.xquat[sim.obj_body_id]
+    elif task == "relocate":  # the ball's slide joints, by the ball → target offset
+        qpos[-6:-3] += sim.data.site_xpos[sim.target_obj_site_id] - sim.data.xpos[sim.obj_body_id]
+    sim.set_state(qpos, qvel)
+
+
+@pytest.mark.parametrize("task", ["door", "hammer", "pen", "relocate"])
+def test_adroit_fast_path_is_bit_identical_to_stepping_the_wrappers(task):
+    """On a `make_env` env MacroActionEnv runs macros on the simulator directly (OpenLoopRunner);
+    its results must equal, to the bit, stepping the wrapper chain one action at a time (forced
+    here by a pass-through wrapper that hides the chain), through a time limit and past it, and
+    leave the wrappers able to step and reset as usual."""
+    from pipeline.envs import make_env
+    from pipeline.tasks import get_task
+
+    A = get_task(task).action_dim
+    fast = MacroActionEnv(make_env(task), RandomMacroCodebook(H=9, A=A), gamma=0.9)
+    slow = MacroActionEnv(gym.Wrapper(make_env(task)), RandomMacroCodebook(H=9, A=A), gamma=0.9)
+    assert fast.runner is not None and slow.runner is None
+    sims = fast.unwrapped, slow.unwrapped
+
+    def same_state():
+        for field in ("qpos", "qvel", "act", "qacc_warmstart", "cacc", "cfrc_ext"):
+            np.testing.assert_array_equal(getattr(sims[0].data, field), getattr(sims[1].data, field), err_msg=field)
+
+    codes = np.random.default_rng(1).integers(0, 8, 30)
+    truncations = successes = 0
+    for seed, n_macros in ((0, 24), (1, 6)):  # 23 macros reach the 200-step limit; the 24th steps past it
+        obs = [env.reset(seed=seed)[0] for env in (fast, slow)]
+        np.testing.assert_array_equal(*obs)
+        for i, code in enumerate(codes[:n_macros]):
+            if seed == 0 and i == 0:
+                for sim in sims:
+                    _put_object_at_goal(task, sim)
+            (obs_f, r_f, term_f, trunc_f, info_f), (obs_s, r_s, term_s, trunc_s, info_s) = fast.step(code), slow.step(code)
+            np.testing.assert_array_equal(obs_f, obs_s)
+            assert obs_f.dtype == obs_s.dtype and r_f == r_s and (term_f, trunc_f) == (term_s, trunc_s)
+            assert info_f.keys() == info_s.keys()
+            for key in info_s:
+                np.testing.assert_array_equal(info_f[key], info_s[key], err_msg=key)
+            same_state()
+            truncations += trunc_f
+            successes += info_f["success"].sum()
+    assert truncations == 2  # the 23rd macro (2 steps) and the one after it (1 step)
+    assert successes > 0
+    # the wrappers carry on: a plain step mid-episode, then a reset, as if every step had gone through them
+    action = np.full(A, 0.3, np.float32)
+    (obs_f, r_f, _, trunc_f, info_f), (obs_s, r_s, _, trunc_s, info_s) = fast.env.step(action), slow.env.step(action)
+    np.testing.assert_array_equal(obs_f, obs_s)
+    assert r_f == r_s and trunc_f == trunc_s and info_f == info_s
+    assert fast.env.env._elapsed_steps == 6 * 9 + 1
+    np.testing.assert_array_equal(fast.reset(seed=2)[0], slow.reset(seed=2)[0])
+
+
+def test_fast_path_needs_a_reset_like_the_wrappers():
+    from pipeline.envs import OpenLoopRunner, make_env
+
+    runner = OpenLoopRunner.of(make_env("door"))
+    with pytest.raises(gym.error.ResetNeeded):
+        runner.run(np.zeros((9, 28), np.float32))
+
+
 def _episodes(rng) -> Episodes:
     lengths = [7, 5]
     T = sum(lengths)

@@ -8,8 +8,9 @@
 + 1 actor step) and `iql` (1 critic step per round), door-sized, for populations of P = 1, 3 and
 12 members in one process, and prints critic updates/s in total, the ratio to P = 1 (a single
 agent, as one process per seed trains), and the projected wall time of the paper's grid
-(6 methods × 4 tasks × 3 seeds, 1e6 env steps at UTD 20, updates only). Then a macro step's
-env-step rate against the raw simulator's (`mj_step` × frame_skip) on door, one core.
+(6 methods × 4 tasks × 3 seeds, 1e6 env steps at UTD 20, updates only). Then the plain env's
+and a macro step's env-step rates against the raw simulator's (`mj_step` × frame_skip) on door,
+one core, all three on the same episodes.
 (b) trains each chosen backend online on a small gymnasium task until its deterministic
 evaluation (10 episodes) reaches the bar, or its step budget runs out, and prints steps and wall
 time: sac / rlpd / iql (online from scratch) on Pendulum-v1 (bar −200), dsac on CartPole-v1
@@ -169,46 +170,61 @@ def bench_speed(device: str, seconds: float, populations=(1, 3, 12)) -> None:
 
 
 def bench_macro_step(seconds: float = 5.0) -> None:
-    """Env steps/s of the raw simulator, the plain env, and a macro step (H=9, a fixed decoded macro) on door."""
-    from pipeline.envs import make_env
+    """Env steps/s on door, one core, of the raw simulator (`ctrl` + `mj_step` × frame_skip), the
+    plain env, and a macro step (H=9, a fixed decoded macro, through MacroActionEnv's runner).
 
-    env = make_env("door")
-    env.reset(seed=0)
-    sim = env.unwrapped
-    model, data = sim.model, sim.data
+    All three replay the same control from the same reset, one 200-step episode each in turn,
+    until each has stepped for `seconds`; only the steps are timed, not the resets. mj_step's
+    cost depends on the state (contacts above all) and a shared machine's load drifts, so
+    different trajectories, or one measurement after another, would compare the simulator with
+    itself as much as the overheads on top of it.
+    """
     import mujoco
 
-    ctrl = np.zeros(model.nu)
+    from pipeline.envs import make_env
 
-    def rate(step) -> float:
-        n, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            n += step()
-        return n / (time.perf_counter() - start)
+    codebook, code = ConstantCodebook(H=9, K=16, A=28), 8
+    macro_env = MacroActionEnv(make_env("door"), codebook, 0.99)
+    assert macro_env.runner is not None, "make_env's door should take MacroActionEnv's fast path"
+    plain_env, raw_env = make_env("door"), make_env("door")
+    action = codebook.decode(np.zeros((1, 39), np.float32), np.array([code]))[0, 0]  # (A,), every step of the macro
+    sim = raw_env.unwrapped
+    model, data, horizon = sim.model, sim.data, raw_env.spec.max_episode_steps
+    ctrl = sim.act_mean + np.clip(action, -1.0, 1.0) * sim.act_rng  # (nu,) what the env writes for `action`
 
-    def raw() -> int:
-        data.ctrl[:] = ctrl
-        mujoco.mj_step(model, data, nstep=sim.frame_skip)
-        return 1
+    def raw_episode() -> tuple[int, float]:  # (env steps, seconds)
+        raw_env.reset(seed=0)
+        start = time.perf_counter()
+        for _ in range(horizon):
+            data.ctrl[:] = ctrl
+            mujoco.mj_step(model, data, nstep=sim.frame_skip)
+        return horizon, time.perf_counter() - start
 
-    def plain() -> int:
-        _, _, terminated, truncated, _ = env.step(np.zeros(28, np.float32))
-        if terminated or truncated:
-            env.reset(seed=0)
-        return 1
+    def plain_episode() -> tuple[int, float]:
+        plain_env.reset(seed=0)
+        steps, done, start = 0, False, time.perf_counter()
+        while not done:
+            _, _, terminated, truncated, _ = plain_env.step(action)
+            steps, done = steps + 1, terminated or truncated
+        return steps, time.perf_counter() - start
 
-    macro_env = MacroActionEnv(make_env("door"), ConstantCodebook(H=9, K=16, A=28), 0.99)
-    macro_env.reset(seed=0)
+    def macro_episode() -> tuple[int, float]:
+        macro_env.reset(seed=0)
+        steps, done, start = 0, False, time.perf_counter()
+        while not done:
+            _, _, terminated, truncated, info = macro_env.step(code)
+            steps, done = steps + info["steps"], terminated or truncated
+        return steps, time.perf_counter() - start
 
-    def macro() -> int:
-        _, _, terminated, truncated, info = macro_env.step(8)
-        if terminated or truncated:
-            macro_env.reset(seed=0)
-        return int(info["steps"])
-
-    r_raw, r_plain, r_macro = rate(raw), rate(plain), rate(macro)
-    print(f"door env steps/s, one core: raw mj_step ×{sim.frame_skip} {r_raw:,.0f}; gym env {r_plain:,.0f} "
-          f"({r_plain / r_raw:.2f}×); macro step H=9 {r_macro:,.0f} ({r_macro / r_raw:.2f}×)")
+    episodes = {"raw": raw_episode, "plain": plain_episode, "macro": macro_episode}
+    steps, elapsed = dict.fromkeys(episodes, 0), dict.fromkeys(episodes, 0.0)
+    while min(elapsed.values()) < seconds:
+        for name, episode in episodes.items():
+            n, t = episode()
+            steps[name], elapsed[name] = steps[name] + n, elapsed[name] + t
+    r_raw, r_plain, r_macro = (steps[name] / elapsed[name] for name in episodes)
+    print(f"door env steps/s, one core, the same episodes in turn: raw mj_step ×{sim.frame_skip} {r_raw:,.0f}; "
+          f"gym env {r_plain:,.0f} ({r_plain / r_raw:.2f}×); macro step H=9 {r_macro:,.0f} ({r_macro / r_raw:.2f}×)")
 
 
 def bench_learn(method: str, seed: int, max_minutes: float, rlpd_utd: int, budget: int | None,
