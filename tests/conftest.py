@@ -7,6 +7,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from pathlib import Path
 
+import pipeline  # noqa: F401  first: it pins portable numerics before numpy loads (pipeline/numerics.py)
+
 import numpy as np
 import pytest
 
