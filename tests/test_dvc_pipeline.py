@@ -33,3 +33,13 @@ def test_dvc_repro_prepare_on_a_minari_dataset(tmp_path, monkeypatch, door_minar
     (project / "params.yaml").write_text(params)
     out = dvc(project, "repro", "prepare@door")
     assert "Running stage 'prepare@door'" in out and "Running stage 'demos@door'" not in out
+
+
+def test_an_unknown_task_stops_dvc_repro_with_the_known_tasks(tmp_path):
+    project = make_project(tmp_path, {}, tasks=("door", "drawer"))
+    dvc(project, "init", "--no-scm", "-q")
+    env = dict(os.environ, PATH=f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}")
+    result = subprocess.run([sys.executable, "-m", "dvc", "repro", "demos@drawer"], cwd=project, env=env, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "unknown task 'drawer'; known: door, hammer, pen, relocate" in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
