@@ -110,7 +110,7 @@ def agent_card(task: str, method: str, seed: int, config, cfg, overrides: dict, 
         lines.append(f"| codebook | H={codebook.H}, K={codebook.K}, sha256 `{codebook.hash}` |")
     lines += [
         f"| budget | {metrics['env_steps']} env steps, {metrics['offline_updates']} offline updates, {metrics['online_updates']} online update rounds |",
-        f"| wall time | {metrics['train_seconds']:.0f} s for a population of {metrics['population']} seeds trained together |",
+        f"| population | trained together with {metrics['population'] - 1} other seeds (results do not depend on them) |",
         f"| final curve point | return {metrics['final_eval_return']:.1f}, normalized score {metrics['final_eval_normalized_score']:.1f}, "
         f"success {metrics['final_eval_success_rate']:.2f} ({cfg.eval_episodes} episodes) |",
         "",

@@ -141,8 +141,7 @@ def run_finetune(task: str, method: str, seeds, cfg: FinetuneConfig, overrides: 
             "train_episodes": len(c.episode_returns),
             "train_return_last": c.episode_returns[-1] if c.episode_returns else float("nan"),
             "population": len(seeds),
-            "train_seconds": seconds,  # of the whole population
-        }
+        }  # deterministic: the wall time goes to the caller only, so a re-run writes the same bytes
         info = {"task": task, "seed": m.seed, "population_seeds": seeds, "data_source": meta["source"],
                 "data_source_sha256": meta["source_sha256"], "finetune": section_to_dict(cfg), "overrides": dict(overrides)}
         out_dir = Path(agents_dir) / f"seed{m.seed}"
@@ -150,7 +149,7 @@ def run_finetune(task: str, method: str, seeds, cfg: FinetuneConfig, overrides: 
         write_text_atomic(out_dir / "README.md", agent_card(task, method, m.seed, config, cfg, overrides, meta, codebook, c.curve, metrics))
         write_text_atomic(Path(curves_dir) / f"seed{m.seed}.csv", curve_csv(c.curve))
         write_json_atomic(Path(metrics_dir) / f"seed{m.seed}.json", metrics)
-        results.append(metrics)
+        results.append({**metrics, "train_seconds": seconds})  # of the whole population
     remove_checkpoint(checkpoint)
     for env in envs:
         env.close()

@@ -178,7 +178,8 @@ def run_codebook(
     metrics["codebook_sha256"] = digest
     written = result.codebook.save_pretrained(out_dir, card=make_card(result.codebook, metrics, cfg, prepared.meta, digest))
     assert written == digest
-    write_json_atomic(metrics_path, {k: v for k, v in metrics.items() if not isinstance(v, list)})  # scalars for `dvc metrics`
+    # scalars for `dvc metrics`; not the wall time, so that a re-run writes the same bytes
+    write_json_atomic(metrics_path, {k: v for k, v in metrics.items() if not isinstance(v, list) and k != "train_seconds"})
     write_text_atomic(plots_path, curve_csv(result.history))
     remove_checkpoint(Path(checkpoint_dir) / CHECKPOINT_FILE)
     return result, metrics
@@ -216,6 +217,6 @@ def fetch_codebook(
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in ("config.json", "model.safetensors", "README.md"):  # the pulled bytes, unchanged
         shutil.copy2(pulled / name, out_dir / name)
-    write_json_atomic(metrics_path, {k: v for k, v in metrics.items() if not isinstance(v, list)})
+    write_json_atomic(metrics_path, {k: v for k, v in metrics.items() if not isinstance(v, list) and k != "train_seconds"})
     write_text_atomic(plots_path, "epoch,test_mse\n")
     return codebook, metrics
