@@ -233,3 +233,26 @@ def test_pkl_source_and_prepare_outputs(tmp_path):
 def test_synthetic_source_without_demos_says_how_to_make_them(tmp_path):
     with pytest.raises(DataSourceError, match=r"dvc repro demos@door"):
         load_source("door", "synthetic", synthetic_store=tmp_path / "missing")
+
+
+def test_official_pkl_trajectory_ends_are_time_limits_not_terminations(tmp_path):
+    """The official code marks `terminals` at the end of every trajectory; those ends are time limits."""
+    rng = np.random.default_rng(0)
+
+    def trajectory(T, **extra):
+        return {"observations": rng.normal(size=(T, 39)), "next_observations": rng.normal(size=(T, 39)),
+                "actions": rng.uniform(-1, 1, (T, 28)), "rewards": rng.normal(size=T),
+                "terminals": np.arange(T) == T - 1, **extra}
+
+    path = tmp_path / "official.pkl"
+    path.write_bytes(pickle.dumps([trajectory(12), trajectory(15)], protocol=2))
+    episodes = load_source("door", f"pkl:{path}", synthetic_store=tmp_path).episodes
+    assert not episodes.terminations.any()
+    assert np.flatnonzero(episodes.truncations).tolist() == [11, 26]  # the last step of each trajectory
+    windows = make_windows(episodes, H=3)
+    assert not windows.terminal.any()  # every demo end is bootstrapped
+
+    # a file that says which ends are time limits is taken literally
+    path.write_bytes(pickle.dumps([trajectory(12, truncations=np.zeros(12, bool))], protocol=2))
+    episodes = load_source("door", f"pkl:{path}", synthetic_store=tmp_path).episodes
+    assert episodes.terminations[-1] and not episodes.truncations.any()

@@ -130,3 +130,26 @@ def test_no_byte_string_crashes_the_checker(tmp_path, blob):
     path = tmp_path / "d.pkl"
     path.write_bytes(blob)
     assert isinstance(check_pickle_file(path), str)
+
+
+class ForgedShape:
+    """Pickles as an array of 10¹² float64s over 8 bytes of data, the way numpy itself pickles
+    arrays: `_reconstruct` + state for protocols ≤ 4, `_frombuffer` for protocol 5."""
+
+    def __init__(self, protocol):
+        self.protocol = protocol
+
+    def __reduce__(self):
+        from numpy._core.multiarray import _reconstruct
+        from numpy._core.numeric import _frombuffer
+
+        shape, data = (10**6, 10**6), b"\0" * 8
+        if self.protocol == 5:
+            return _frombuffer, (data, np.dtype("f8"), shape, "C")
+        return _reconstruct, (np.ndarray, (0,), b"b"), (1, shape, np.dtype("f8"), False, data)
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_a_forged_array_shape_is_refused_naming_its_key(tmp_path, protocol):
+    reason = check(tmp_path, [trajectory(), dict(trajectory(), actions=ForgedShape(protocol))], protocol=protocol)
+    assert reason.startswith("the array under key 'actions' cannot be built") and "corrupt or forged" in reason

@@ -5,6 +5,11 @@ untrusted pickle is running untrusted code. `safe_load` only lets a pickle build
 numpy dtypes and numpy scalars; lists, dicts, tuples, numbers, strings and bytes need no import
 at all. Anything else (`os.system`, `builtins.eval`, `subprocess.Popen`, …) is refused with
 `UnsafePickleError` before it is called.
+
+An array whose stored shape does not fit its bytes (a forged or corrupt file, e.g. a shape of
+10¹² rows over a few bytes) fails with `CorruptArrayError`, which names the dict key the array
+was stored under. To know that key the unpickler is pickle's pure-Python one (it exposes its
+stack); demonstration files are a few arrays, so its speed does not matter.
 """
 
 from __future__ import annotations
@@ -34,7 +39,13 @@ class UnsafePickleError(pickle.UnpicklingError):
     """The pickle references something other than numpy arrays, dtypes and plain data."""
 
 
-class RestrictedUnpickler(pickle.Unpickler):
+class CorruptArrayError(pickle.UnpicklingError):
+    """An array in the pickle cannot be built from what the file stores."""
+
+
+class RestrictedUnpickler(pickle._Unpickler):  # the pure-Python unpickler: see the module docstring
+    dispatch = dict(pickle._Unpickler.dispatch)
+
     def find_class(self, module: str, name: str):
         if (module, name) not in _ALLOWED_GLOBALS:
             raise UnsafePickleError(
@@ -42,6 +53,28 @@ class RestrictedUnpickler(pickle.Unpickler):
                 "numpy arrays, lists, dicts, numbers and strings"
             )
         return super().find_class(module, name)
+
+    def _building(self, load) -> None:
+        """Run a BUILD or REDUCE opcode, naming the array's dict key if numpy refuses it."""
+        # stack: [..., key, object or callable, state or args]; the key is there inside a dict
+        key = self.stack[-3] if len(self.stack) >= 3 and isinstance(self.stack[-3], str) else None
+        try:
+            load(self)
+        except (ValueError, TypeError, MemoryError, OverflowError) as exc:
+            where = f"the array under key {key!r}" if key is not None else "an array"
+            raise CorruptArrayError(
+                f"{where} cannot be built: its stored shape does not fit its data ({type(exc).__name__}: {exc}); "
+                "the file is corrupt or forged"
+            ) from None
+
+    def load_build(self):
+        self._building(pickle._Unpickler.load_build)
+
+    def load_reduce(self):
+        self._building(pickle._Unpickler.load_reduce)
+
+    dispatch[pickle.BUILD[0]] = load_build
+    dispatch[pickle.REDUCE[0]] = load_reduce
 
 
 def safe_loads(data: bytes):

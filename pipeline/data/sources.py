@@ -6,7 +6,8 @@ A source is a string in params.yaml (`sources.<task>`):
                          (written by the `demos` stage);
 - `minari:<dataset id>`  a Minari dataset in the local Minari store (`MINARI_DATASETS_PATH`,
                          default ~/.minari/datasets); downloaded only when allowed;
-- `pkl:<path>`           a pickle in the official MAQ format, loaded with a restricted unpickler.
+- `pkl:<path>`           a pickle in the official MAQ format, loaded with a restricted unpickler;
+                         its trajectory ends are time limits (`read_official_ends`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from pipeline.data.episodes import Episodes
-from pipeline.data.validate import DemonstrationsError, load_pickle_trajectories, validate_trajectories
+from pipeline.data.validate import DemonstrationsError, load_pickle_trajectories, read_official_ends, validate_trajectories
 from pipeline.entry import UserError
 from pipeline.io import sha256_file, sha256_tree
 from pipeline.tasks import get_task
@@ -158,7 +159,7 @@ def load_source(task: str, spec: str, *, synthetic_store: Path, allow_download: 
             episodes, sha = load_minari_source(ref, task, None, allow_download)
             description = f"Minari dataset {ref}"
         else:
-            episodes = Episodes.from_trajectories(load_pickle_trajectories(ref, task))
+            episodes = Episodes.from_trajectories(read_official_ends(load_pickle_trajectories(ref, task)))
             sha = sha256_file(ref)
             description = f"demonstrations pickle {ref} (official MAQ format)"
     except DemonstrationsError as exc:

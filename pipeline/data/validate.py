@@ -5,6 +5,11 @@ The format: a list of trajectory dicts, each with `observations` (T, S), `next_o
 `success` (T,). The official checker only looks at the keys; this one also checks types, shapes,
 equal lengths, consistent sizes across trajectories (and against the task), finite values and
 0/1 flags. `maq data check` prints its verdict; no input makes it crash.
+
+Trajectory ends: the official code sets `terminals` at the last step of *every* trajectory, time-limit
+ends included (Adroit episodes never terminate), so `read_official_ends` reads a trajectory-end
+marker as a time-limit end (`truncations`), and its last transition is bootstrapped. Only a file
+that says which ends are time limits (a `truncations` key) has its `terminals` taken literally.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.data.safe_pickle import UnsafePickleError, safe_load
+from pipeline.data.safe_pickle import CorruptArrayError, UnsafePickleError, safe_load
 from pipeline.entry import UserError
 from pipeline.tasks import get_task
 
@@ -103,6 +108,19 @@ def validate_trajectories(data, task: str | None = None) -> list[dict[str, np.nd
     return trajectories
 
 
+def read_official_ends(trajectories: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    """Trajectories with the official format's end markers read as time limits (module docstring):
+    without a `truncations` key, `terminals` becomes all False and `truncations` marks the last step."""
+    out = []
+    for t in trajectories:
+        if "truncations" in t:
+            out.append(t)
+            continue
+        last_step = np.arange(len(t["terminals"])) == len(t["terminals"]) - 1  # (T,)
+        out.append({**t, "terminals": np.zeros_like(t["terminals"]), "truncations": last_step})
+    return out
+
+
 def load_pickle_trajectories(path: str | Path, task: str | None = None) -> list[dict[str, np.ndarray]]:
     """Load and validate a demonstrations pickle safely (see pipeline.data.safe_pickle)."""
     path = Path(path)
@@ -110,7 +128,7 @@ def load_pickle_trajectories(path: str | Path, task: str | None = None) -> list[
         raise DemonstrationsError(f"no file at {path}")
     try:
         data = safe_load(path)
-    except UnsafePickleError as exc:
+    except (UnsafePickleError, CorruptArrayError) as exc:
         raise DemonstrationsError(str(exc)) from None
     except Exception as exc:  # truncated or garbage bytes: pickle raises many error types
         raise DemonstrationsError(f"{path} is not a readable pickle ({type(exc).__name__}: {exc})") from None
