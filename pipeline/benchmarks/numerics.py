@@ -15,6 +15,11 @@ outputs agree. tests/test_numerics.py asserts the expected table.
 `speed` prints, pin off and on side by side in one run (each in its own process): rlpd critic
 updates/s (door-sized, P = 2, the default seeds), codebook training steps/s (default sizes) and
 demonstrator episodes/s (relocate).
+
+`lockcheck` is the check of a machine against the committed results, in minutes instead of a whole
+`make repro`: it clones HEAD into a temp dir, runs `dvc repro` of the given stages (default
+`LOCKCHECK_STAGES`: the OpenBLAS-sensitive relocate demonstrations and a codebook, with what they
+need) and prints, per stage, whether its outputs' hashes equal the committed `dvc.lock`'s.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ OTHER_CPU = {
     "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
 }
 STAGES = ("demos", "prepare", "codebook", "finetune")
+LOCKCHECK_STAGES = ("demos@relocate", "prepare@relocate", "codebook@relocate")
 REPO_ROOT = Path(__file__).resolve().parents[2]  # a checkout: stages/ is not an installed package
 
 
@@ -155,6 +161,37 @@ def speed(seconds: float) -> None:
         print(f"{name:32s} {off:10.1f} {on:10.1f} {on / off:6.2f}×")
 
 
+# -- lockcheck ---------------------------------------------------------------------------------
+def _out_hashes(lock: dict, stage: str) -> dict[str, str]:
+    return {out["path"]: out["md5"] for out in lock["stages"][stage].get("outs", [])}
+
+
+def lockcheck(stages: list[str]) -> bool:
+    """Re-run `stages` in a clone of HEAD; print and return whether their outputs match dvc.lock."""
+    import yaml
+
+    committed = yaml.safe_load((REPO_ROOT / "dvc.lock").read_text())
+    unknown = [s for s in stages if s not in committed["stages"]]
+    if unknown:
+        raise SystemExit(f"error: {', '.join(unknown)} not in dvc.lock; `dvc stage list` names the stages (e.g. {LOCKCHECK_STAGES[0]})")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    with tempfile.TemporaryDirectory(prefix="maq-lockcheck-") as tmp:
+        clone = Path(tmp) / "project"
+        subprocess.run(["git", "clone", "-q", str(REPO_ROOT), str(clone)], check=True)
+        start = time.perf_counter()
+        result = subprocess.run([sys.executable, "-m", "dvc", "repro", *stages], cwd=clone, env=env, text=True)
+        if result.returncode != 0:
+            raise SystemExit(f"error: dvc repro {' '.join(stages)} failed ({result.returncode})")
+        rerun = yaml.safe_load((clone / "dvc.lock").read_text())
+    same = True
+    print(f"dvc repro {' '.join(stages)} in a clone of HEAD: {time.perf_counter() - start:.0f} s")
+    for stage in stages:
+        match = _out_hashes(rerun, stage) == _out_hashes(committed, stage)
+        same &= match
+        print(f"{stage:24s} {'same outputs as dvc.lock' if match else 'DIFFERENT outputs from dvc.lock'}")
+    return same
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -162,6 +199,8 @@ def main(argv: list[str] | None = None) -> None:
     fp.add_argument("--workdir", type=Path, required=True)
     fp.add_argument("--task", default="relocate")
     sub.add_parser("compare", help="this CPU vs OTHER_CPU, pin off and on")
+    lc = sub.add_parser("lockcheck", help="re-run stages in a clone of HEAD and compare their outputs with dvc.lock")
+    lc.add_argument("stages", nargs="*", default=list(LOCKCHECK_STAGES))
     for name in ("speed", "speed-here"):
         sp = sub.add_parser(name, help="pin off vs on: speed" if name == "speed" else argparse.SUPPRESS)
         sp.add_argument("--seconds", type=float, default=5.0)
@@ -177,6 +216,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{pin:4s} " + " ".join(f"{'same' if row[s] else 'DIFFER':>9s}" for s in STAGES))
     elif args.command == "speed":
         speed(args.seconds)
+    elif args.command == "lockcheck":
+        sys.exit(0 if lockcheck(args.stages) else 1)
     else:
         print(json.dumps(_speed_here(args.seconds)))
 
