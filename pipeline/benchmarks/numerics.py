@@ -87,7 +87,9 @@ def fingerprint(workdir: Path, task: str) -> dict[str, str]:
 def run_fingerprint(workdir: Path, env: dict[str, str], task: str = "relocate") -> dict[str, str]:
     """`fingerprint` in a fresh process whose environment has `env` on top of this one's."""
     process_env = {**os.environ, **env}
-    for name in ("OPENBLAS_CORETYPE", "MKL_CBWR", "ATEN_CPU_CAPABILITY", "NPY_DISABLE_CPU_FEATURES"):
+    from pipeline.numerics import portable_env
+
+    for name in {*portable_env(), *OTHER_CPU}:
         if name not in env:  # this process's pin must not leak into the emulated CPU
             process_env.pop(name, None)
     result = subprocess.run(
