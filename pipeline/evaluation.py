@@ -257,12 +257,14 @@ def run_evaluate(task: str, method: str, seed: int, cfg, *, agent_dir: str | Pat
     out_dir/episodes.parquet (per-episode metrics), trajectories.safetensors, summary.json, and
     the tracked scalars at `metrics_path`."""
     import polars as pl
+    import torch
 
     from pipeline.agents import load_agent
     from pipeline.codebook import Codebook
     from pipeline.data.prepare import load_prepared
     from pipeline.io import atomic_path, write_json_atomic
 
+    torch.set_num_threads(1)  # beside the simulator; and the thread count changes the bits (pipeline/numerics.py)
     codebook = Codebook.from_pretrained(codebook_dir) if codebook_dir is not None else None
     agent = load_agent(agent_dir, codebook=codebook, device="cpu")
     _, test, _ = load_prepared(Path(prepared_dir))

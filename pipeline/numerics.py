@@ -25,7 +25,8 @@ CPU it runs on, and results are reproducible on that kind of CPU only). It does 
 other architectures (e.g. arm64), whose results are their own.
 
 What it cannot pin: thread counts change the order of parallel sums, so they are params
-(`codebook.threads`, `finetune.threads`) and part of the result; a GPU (`device: cuda`) computes
+(`codebook.threads`, `finetune.threads`) and part of the result, and `evaluate` runs its agents on
+one thread whatever OMP_NUM_THREADS says; a GPU (`device: cuda`) computes
 other bits than a CPU.
 """
 

@@ -391,3 +391,29 @@ def test_sac_critic_step_matches_a_plain_reference():
     assert isinstance(critic[0], EnsembleLinear)
     for mine, ref in zip(agent.critic.parameters(), params):
         torch.testing.assert_close(mine.detach(), ref.detach(), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["sac", "rlpd"])
+def test_actor_step_through_frozen_critics_equals_the_unfrozen_step(name, monkeypatch):
+    """The actor's loss reaches the critics with their weights frozen (no weight-gradient matmuls):
+    the actor's step is bit-identical to the one with the critics' gradients recorded and thrown
+    away, and the critics come out trainable, unchanged and without a gradient."""
+    import contextlib
+
+    import pipeline.agents.sac as sac_module
+
+    def run(patch: bool):
+        if patch:
+            monkeypatch.setattr(sac_module, "frozen", lambda module: contextlib.nullcontext())
+        agent = population(name, (3, 4))
+        b = agent.to_torch({k: np.stack([v, v]) for k, v in fake_batch(np.random.default_rng(5), 32, False).items()})
+        critic_before = [p.detach().clone() for p in agent.critic.parameters()]
+        agent.update_actor_and_alpha(b)
+        for p, before in zip(agent.critic.parameters(), critic_before):
+            assert p.requires_grad and torch.equal(p.detach(), before)
+            assert (p.grad is None) != patch  # unfrozen, the critics collect a gradient nobody uses
+        return [p.detach().clone() for p in agent.actor.parameters()]
+
+    frozen_step, unfrozen_step = run(False), run(True)
+    for mine, ref in zip(frozen_step, unfrozen_step):
+        assert torch.equal(mine, ref)

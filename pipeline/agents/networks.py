@@ -14,7 +14,8 @@ each member draws its initial weights and its noise from its own generator (`mem
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -126,6 +127,21 @@ def init_members(module: nn.Module, generators: list[torch.Generator]) -> None:
                     rows = p.view(P, -1)  # member-major rows (P, …)
                     for i, g in enumerate(generators):
                         rows[i].uniform_(-layer.bound, layer.bound, generator=g)
+
+
+@contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """Inside the block `module`'s parameters record no gradients: a loss backpropagated through
+    it (an actor's loss through the critics) gets the input gradients only, which saves the
+    weight-gradient matmuls that the module's own optimizer would zero anyway."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 def soft_update(target: nn.Module, source: nn.Module, tau: float, active: torch.Tensor | None = None) -> None:

@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from pipeline.agents.base import Agent, member_mean, require_box
-from pipeline.agents.networks import CriticEnsemble, EnsembleMLP, soft_update
+from pipeline.agents.networks import CriticEnsemble, EnsembleMLP, frozen, soft_update
 from pipeline.methods import SACConfig
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
@@ -105,7 +105,8 @@ class SAC(Agent):
 
     def update_actor_and_alpha(self, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         action, log_prob = self.actor.sample(b["obs"], self.member_randn(b["obs"].shape[1], self.action_dim))
-        q = self.q_values(self.critic, b["obs"], action)  # (P, E, B)
+        with frozen(self.critic):  # the actor's loss trains the actor only
+            q = self.q_values(self.critic, b["obs"], action)  # (P, E, B)
         q = q.mean(1) if self.config.actor_q == "mean" else q.min(1).values  # (P, B)
         actor_loss = member_mean(self.alpha[:, None] * log_prob - q)
         self.step(self.actor_opt, actor_loss)
