@@ -301,3 +301,54 @@ def test_pen_rollouts_are_exactly_the_episode():
     top, bottom = data.site_xpos[u.obj_t_site_id], data.site_xpos[u.obj_b_site_id]
     np.testing.assert_allclose(axis, (top - bottom) / np.linalg.norm(top - bottom), atol=1e-12)
     env.close()
+
+
+# --- motor commands a person could give ----------------------------------------------------------
+
+
+def test_bang_bang_detector_finds_a_swing_between_bounds_and_nothing_in_a_smooth_command():
+    from pipeline.benchmarks.demonstrator import bang_bang_dims
+
+    t = np.linspace(0, 1, 200)
+    actions = np.stack([np.sin(2 * np.pi * t), np.zeros_like(t), np.full_like(t, 1.0)], axis=1)  # smooth, idle, held at a bound
+    assert bang_bang_dims(actions) == []
+    actions[50:53, 1], actions[55:58, 1] = -1.0, 1.0  # −1 then +1 two steps later
+    assert bang_bang_dims(actions) == [1]
+    assert bang_bang_dims(actions, within=1) == []
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_relocate_arm_commands_have_no_bang_bang(seed):
+    """The relocate arm used to be slammed between its bounds (vertical slide ARTy, in 47 % of
+    episodes) by descents and lifts too fast for its actuator; the timings now keep it in range."""
+    from pipeline.benchmarks.demonstrator import bang_bang_dims
+    from pipeline.demonstrator.dataset import run_episode
+
+    env = make_env("relocate")
+    episode = run_episode("relocate", env, seed=seed)
+    env.close()
+    assert bang_bang_dims(episode["actions"]) == []
+    assert episode["success"][-1]
+
+
+def test_feedforward_of_the_planned_path_leaves_tremor_to_the_arm_stiffness():
+    """With the tremor-free path as `planned_palm`, the actions differ from the default only by
+    what the feed-forward no longer anticipates: with no tremor the two are identical, with
+    tremor the arm's vertical command swings far less."""
+    from pipeline.demonstrator.base import HandTracker, hand_pose
+
+    env = make_env("relocate")
+    env.reset(seed=0)
+    u = env.unwrapped
+    start = u.data.site_xpos[HandTracker(env, "relocate").site].copy()
+    times = np.arange(1, 101) * u.dt
+    plan = start + np.outer(np.sin(np.pi * times / times[-1]) ** 2, [0.0, 0.0, 0.05])  # a smooth 5 cm lift and back
+    tremor = 0.0007 * np.outer(np.sin(2 * np.pi * 10.0 * times), [0.0, 0.0, 1.0])  # 10 Hz, 0.7 mm
+    fingers = np.repeat(hand_pose()[None], len(times), axis=0)
+    plain = HandTracker(env, "relocate").actions(plan, fingers)
+    np.testing.assert_array_equal(HandTracker(env, "relocate").actions(plan, fingers, planned_palm=plan), plain)
+    anticipated = HandTracker(env, "relocate").actions(plan + tremor, fingers) - plain
+    carried = HandTracker(env, "relocate").actions(plan + tremor, fingers, planned_palm=plan) - plain
+    env.close()
+    # the tremor's share of the vertical slide's command (ARTy, action dim 1)
+    assert np.abs(carried[:, 1]).max() < 0.1 * np.abs(anticipated[:, 1]).max()

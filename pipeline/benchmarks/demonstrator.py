@@ -12,6 +12,8 @@ the demonstrator), it prints:
 - mean steps to first success (over successful episodes);
 - mean squared action jerk (third difference of the actions per step, averaged over steps and
   action dims), the same for uniform random actions in [−1, 1], and their ratio;
+- the share of episodes with a bang-bang action dim (`bang_bang_dims`: a swing from beyond ±0.9
+  to beyond ∓0.9 within 5 steps), and the dims it happens on;
 - generation time per episode (simulation + planning, one process).
 A task without a demonstrator is skipped with a note.
 """
@@ -34,6 +36,22 @@ def mean_squared_jerk(actions: np.ndarray) -> float:
     if len(actions) < 4:
         raise ValueError("need at least 4 actions to take a third difference")
     return float(np.mean(np.diff(actions, n=3, axis=0) ** 2))
+
+
+def bang_bang_dims(actions: np.ndarray, level: float = 0.9, within: int = 5) -> list[int]:
+    """Action dims that swing from one bound to the other — beyond ±`level`, then beyond ∓`level`
+    no more than `within` steps later. No person drives a joint like that; a saturated
+    feed-forward (a move too fast for the actuator) does."""
+    actions = np.asarray(actions)
+    dims = []
+    for d in range(actions.shape[1]):
+        high, low = actions[:, d] > level, actions[:, d] < -level
+        for t in np.flatnonzero(high | low):
+            later = slice(t + 1, t + 1 + within)
+            if (low[later] if high[t] else high[later]).any():
+                dims.append(d)
+                break
+    return dims
 
 
 class ZeroPolicy:
@@ -60,7 +78,7 @@ def benchmark_task(task: str, seeds: int, first_seed: int) -> dict:
 
     spec = get_task(task)
     env = make_env(task)
-    final, held, first, jerk, random_jerk = [], [], [], [], []
+    final, held, first, jerk, random_jerk, bang_bang = [], [], [], [], [], []
     rng = np.random.default_rng(first_seed)
     start = time.perf_counter()
     for seed in tqdm(range(first_seed, first_seed + seeds), desc=f"bench {task}", unit="ep"):
@@ -71,6 +89,7 @@ def benchmark_task(task: str, seeds: int, first_seed: int) -> dict:
         if success.any():
             first.append(int(np.argmax(success)) + 1)
         jerk.append(mean_squared_jerk(episode["actions"]))
+        bang_bang.append(bang_bang_dims(episode["actions"]))
         random_jerk.append(mean_squared_jerk(rng.uniform(-1, 1, size=episode["actions"].shape)))
     seconds = time.perf_counter() - start
     env.close()
@@ -84,6 +103,8 @@ def benchmark_task(task: str, seeds: int, first_seed: int) -> dict:
         "jerk": float(np.mean(jerk)),
         "random_jerk": float(np.mean(random_jerk)),
         "jerk_ratio": float(np.mean(random_jerk) / np.mean(jerk)),
+        "bang_bang_episodes": float(np.mean([bool(dims) for dims in bang_bang])),
+        "bang_bang_dims": sorted({d for dims in bang_bang for d in dims}),
         "seconds_per_episode": seconds / seeds,
     }
 
@@ -105,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(benchmark_task(task, args.seeds, args.first_seed))
     header = (
         f"{'task':<9} {'eps':>4} {'succ@end':>8} {'succ>hold':>9} {'zero act':>8} {'steps→succ':>10} "
-        f"{'jerk':>10} {'rand jerk':>9} {'ratio':>7} {'s/ep':>6}"
+        f"{'jerk':>10} {'rand jerk':>9} {'ratio':>7} {'s/ep':>6} {'bang-bang':>9}  dims"
     )
     print(header)
     for r in rows:
@@ -113,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{r['task']:<9} {r['episodes']:>4} {r['success_final']:>8.1%} {r['success_held']:>9.1%} "
             f"{r['success_zero_action']:>8.1%} "
             f"{r['steps_to_success']:>10.1f} {r['jerk']:>10.3g} {r['random_jerk']:>9.3f} {r['jerk_ratio']:>7.0f} "
-            f"{r['seconds_per_episode']:>6.2f}"
+            f"{r['seconds_per_episode']:>6.2f} {r['bang_bang_episodes']:>9.0%}  {r['bang_bang_dims']}"
         )
 
 

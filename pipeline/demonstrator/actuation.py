@@ -62,15 +62,18 @@ class ActuatorInverter:
         """The env action in [−1, 1] that the env maps onto `ctrl`."""
         return np.clip((ctrl - self.act_mean) / self.act_rng, -1.0, 1.0).astype(np.float32)
 
-    def actions_for(self, qpos_ref: np.ndarray, dt: float) -> np.ndarray:
+    def actions_for(self, qpos_ref: np.ndarray, dt: float, qpos_planned: np.ndarray | None = None) -> np.ndarray:
         """Actions (T, nu) that track a reference (T, nq) of full qpos sampled every `dt`.
 
-        Velocities and accelerations come from central differences of the (smooth) reference.
+        The feed-forward anticipates `qpos_planned` (default: the reference itself): the planned
+        motion without what a person does not plan, such as tremor. Velocities and accelerations
+        come from its central differences.
         """
-        qvel = np.gradient(qpos_ref, dt, axis=0)
+        planned = qpos_ref if qpos_planned is None else qpos_planned
+        qvel = np.gradient(planned, dt, axis=0)
         qacc = np.gradient(qvel, dt, axis=0)
         actions = np.empty((len(qpos_ref), self.model.nu), dtype=np.float32)
         for t in range(len(qpos_ref)):
-            torque = self.feedforward(qpos_ref[t], qvel[t], qacc[t])
+            torque = self.feedforward(planned[t], qvel[t], qacc[t])
             actions[t] = self.action(self.control(qpos_ref[t, self.qpos_adr], torque))
         return actions

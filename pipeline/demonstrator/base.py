@@ -82,9 +82,15 @@ class HandTracker:
             qpos[t, self.finger_qpos] = fingers[t]
         return qpos
 
-    def actions(self, palm: np.ndarray, fingers: np.ndarray) -> np.ndarray:
-        """Actions (T, A) whose step t drives the hand towards the reference at time (t + 1)·dt."""
-        return self.inverter.actions_for(self.reference(palm, fingers), self.dt)
+    def actions(self, palm: np.ndarray, fingers: np.ndarray, planned_palm: np.ndarray | None = None) -> np.ndarray:
+        """Actions (T, A) whose step t drives the hand towards the reference at time (t + 1)·dt.
+        With `planned_palm` (the palm path without tremor) the feed-forward anticipates that path
+        only: the arm's stiffness, not its inverse dynamics, carries the tremor."""
+        planned = None
+        if planned_palm is not None:
+            planned = self.reference(planned_palm, fingers)
+            self.ik_data.qpos[:] = self.env.data.qpos  # the second IK pass warm-starts from the same pose
+        return self.inverter.actions_for(self.reference(palm, fingers), self.dt, planned)
 
 
 class OpenLoopPolicy:

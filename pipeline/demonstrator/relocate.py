@@ -25,6 +25,13 @@ from pipeline.demonstrator.variability import HumanVariability
 
 GRASP_OFFSET = np.array([0.0, -0.03, -0.006])  # grasp centre relative to the ball centre
 HOVER_HEIGHT = 0.06  # reach to this far above the grasp point, then descend
+DESCEND_S = 0.25  # nominal descent onto the ball (s)
+CARRY_SLOWDOWN = 1.3  # the loaded carry takes 1.3 × Fitts' time
+LIFT_WINDOW = (0.0, 0.8)  # the lift runs over the first 80 % of the carry
+# The arm's vertical slide (ARTy, ctrlrange [0, 0.2]) can neither pull down faster than gravity nor
+# lift much more than the arm's weight: a 0.15 s descent or a lift in 60 % of a Fitts-timed carry
+# asks for more and saturates it, and the clipped feed-forward turns into ±1 bang-bang commands
+# (47 % of episodes did; now none, seeds 1000–1029). These timings keep the arm inside its range.
 OPEN = hand_pose()
 PRESHAPE = hand_pose(THJ4=0.9, THJ3=0.6, THJ0=-0.3, FFJ2=0.3, MFJ2=0.3, RFJ2=0.3, LFJ2=0.3)
 POWER_GRASP = hand_pose(
@@ -41,7 +48,7 @@ POWER_GRASP = hand_pose(
 
 class RelocateDemonstrator:
     task = "relocate"
-    version = "relocate-0.1"
+    version = "relocate-0.2"
 
     def start(self, env: gym.Env, rng: np.random.Generator) -> OpenLoopPolicy:
         u = env.unwrapped
@@ -59,16 +66,18 @@ class RelocateDemonstrator:
         fkeys = [Keyframe(0.0, OPEN), Keyframe(t, OPEN)]
         t += human.fitts_time(np.linalg.norm(hover - palm0), 0.04)
         keys.append(Keyframe(t, hover, vertical=(0.3, 1.0), horizontal=(0.0, 0.8)))
-        t += human.duration(0.15)
+        t += human.duration(DESCEND_S)
         keys.append(Keyframe(t, grasp))
         fkeys.append(Keyframe(t, PRESHAPE))
         t += human.duration(0.18)
         keys.append(Keyframe(t, grasp))
         fkeys.append(Keyframe(t, POWER_GRASP))
-        t += human.fitts_time(np.linalg.norm(goal - grasp), 0.05)
-        keys.append(Keyframe(t, goal, vertical=(0.0, 0.6), horizontal=(0.25, 1.0)))
+        t += human.fitts_time(np.linalg.norm(goal - grasp), 0.05) * CARRY_SLOWDOWN
+        keys.append(Keyframe(t, goal, vertical=LIFT_WINDOW, horizontal=(0.25, 1.0)))
 
         times = step_times(env, env.spec.max_episode_steps)
-        palm = sample_plan(keys, times, cartesian=True) + human.tremor(times) + human.drift(times)
+        tremor = human.tremor(times)
+        planned = sample_plan(keys, times, cartesian=True) + human.drift(times)
+        palm = planned + tremor
         fingers = sample_plan(fkeys, times)
-        return OpenLoopPolicy(tracker.actions(palm, fingers))
+        return OpenLoopPolicy(tracker.actions(palm, fingers, planned_palm=planned))
