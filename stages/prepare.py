@@ -1,6 +1,7 @@
 """DVC stage `prepare@<task>`: demonstrations → validated train/test splits in data/prepared/<task>/.
 
-Reads params `sources.<task>` and `prepare.*`; writes exactly `data/prepared/<task>/`.
+Reads params `sources.<task>` and `prepare.*` (and a `pkl:` file, which must lie in
+data/sources/<task>/); writes exactly `data/prepared/<task>/`.
 """
 
 import argparse
@@ -8,7 +9,7 @@ from pathlib import Path
 
 from pipeline.config import load_params
 from pipeline.data.prepare import write_prepared
-from pipeline.data.sources import load_source
+from pipeline.data.sources import LOCAL_SOURCES, load_source
 from pipeline.entry import run_stage
 
 
@@ -24,6 +25,7 @@ def main(argv: list[str] | None = None) -> None:
         getattr(params.sources, args.task),
         synthetic_store=Path("data/demos") / args.task,
         allow_download=cfg.allow_download,
+        sources_dir=LOCAL_SOURCES / args.task,
     )
     meta = write_prepared(args.task, loaded, cfg, Path("data/prepared") / args.task)
     print(

@@ -43,3 +43,43 @@ def test_an_unknown_task_stops_dvc_repro_with_the_known_tasks(tmp_path):
     assert result.returncode != 0
     assert "unknown task 'drawer'; known: door, hammer, pen, relocate" in result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def official_pkl(path, seed: int, n: int = 10, T: int = 12) -> None:
+    """A door-sized demonstrations pickle in the official MAQ format (random numbers)."""
+    import pickle
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    trajectories = [{"observations": rng.normal(size=(T, 39)), "next_observations": rng.normal(size=(T, 39)),
+                     "actions": rng.uniform(-1, 1, (T, 28)), "rewards": rng.normal(size=T),
+                     "terminals": np.arange(T) == T - 1} for _ in range(n)]
+    path.write_bytes(pickle.dumps(trajectories, protocol=2))
+
+
+def test_replacing_the_pkl_file_makes_dvc_rerun_prepare(tmp_path):
+    project = make_project(tmp_path, {"door": "pkl:data/sources/door/demos.pkl"})
+    official_pkl(project / "data/sources/door/demos.pkl", seed=0)
+    dvc(project, "init", "--no-scm", "-q")
+    dvc(project, "config", "core.analytics", "false")
+    assert "prepare@door: 9 train / 1 test episodes, 120 steps" in dvc(project, "repro", "prepare@door")
+    assert "changed" not in dvc(project, "status", "prepare@door")
+    official_pkl(project / "data/sources/door/demos.pkl", seed=1)  # other demonstrations, same name
+    status = dvc(project, "status", "prepare@door")
+    assert "changed deps" in status and "data/sources/door" in status
+    out = dvc(project, "repro", "prepare@door")
+    assert "Running stage 'prepare@door'" in out
+
+
+def test_a_pkl_file_outside_data_sources_is_refused_with_where_to_put_it(tmp_path):
+    project = make_project(tmp_path, {"door": "pkl:elsewhere/demos.pkl"})
+    (project / "elsewhere").mkdir()
+    official_pkl(project / "elsewhere/demos.pkl", seed=0)
+    dvc(project, "init", "--no-scm", "-q")
+    env = dict(os.environ, PATH=f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}")
+    result = subprocess.run([sys.executable, "-m", "dvc", "repro", "prepare@door"], cwd=project, env=env, capture_output=True, text=True)
+    assert result.returncode != 0
+    out = result.stdout + result.stderr
+    assert "outside data/sources/door/" in out and "sources.door: pkl:data/sources/door/demos.pkl" in out
+    assert "Traceback" not in out

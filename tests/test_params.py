@@ -88,8 +88,9 @@ def make_project(tmp_path: Path, sources: dict, tasks=("door",)) -> Path:
     """A copy of the project's pipeline definition in tmp_path, running `tasks` from `sources`."""
     project = tmp_path / "project"
     project.mkdir()
-    for name in ("dvc.yaml", "stages", "pipeline"):
+    for name in ("dvc.yaml", "stages", "pipeline", "data/sources"):
         src = REPO_ROOT / name
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copy)(src, project / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if src.is_dir() else {}))
     raw = raw_params()
     raw["sources"].update(sources)

@@ -7,7 +7,13 @@ A source is a string in params.yaml (`sources.<task>`):
 - `minari:<dataset id>`  a Minari dataset in the local Minari store (`MINARI_DATASETS_PATH`,
                          default ~/.minari/datasets); downloaded only when allowed;
 - `pkl:<path>`           a pickle in the official MAQ format, loaded with a restricted unpickler;
-                         its trajectory ends are time limits (`read_official_ends`).
+                         its trajectory ends are time limits (`read_official_ends`). In the DAG
+                         the file lives in `data/sources/<task>/`, a dependency of `prepare@<task>`,
+                         so replacing it re-runs prepare (`LOCAL_SOURCES`).
+
+A Minari dataset is named by an id with a version (`D4RL/door/human-v2`): other data is another
+version, so another param value. A dataset rewritten in place under the same id is not noticed;
+run `dvc repro -f prepare@<task>` then.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from pipeline.io import sha256_file, sha256_tree
 from pipeline.tasks import get_task
 
 NETWORK_PROBE_TIMEOUT_S = 3.0
+LOCAL_SOURCES = Path("data/sources")  # data/sources/<task>/ holds a task's local source files (DAG dependency)
 
 
 class DataSourceError(UserError, RuntimeError):
@@ -143,9 +150,24 @@ def load_minari_source(dataset_id: str, task: str | None, store: Path | None, al
         return episodes_from_minari(dataset, task), sha256_tree(dataset_dir)
 
 
-def load_source(task: str, spec: str, *, synthetic_store: Path, allow_download: bool = False) -> LoadedSource:
-    """Load the demonstrations of `task` from the source `spec` (see module docstring)."""
+def require_tracked_file(task: str, ref: str, sources_dir: Path) -> None:
+    """A `pkl:` file must lie in `sources_dir` (the DAG's dependency), or DVC would not see it change."""
+    if not Path(ref).resolve().is_relative_to(sources_dir.resolve()):
+        name = Path(ref).name
+        raise DataSourceError(
+            f"sources.{task} is 'pkl:{ref}', outside {sources_dir}/, which is what `prepare@{task}` depends on: "
+            f"DVC would not notice when the file changes. Move it there (`mv {ref} {sources_dir}/`) and set "
+            f"`sources.{task}: pkl:{sources_dir}/{name}`"
+        )
+
+
+def load_source(task: str, spec: str, *, synthetic_store: Path, allow_download: bool = False,
+                sources_dir: Path | None = None) -> LoadedSource:
+    """Load the demonstrations of `task` from the source `spec` (see module docstring). With
+    `sources_dir`, a `pkl:` file must lie in it (`require_tracked_file`)."""
     kind, ref = parse_source(spec)
+    if kind == "pkl" and sources_dir is not None:
+        require_tracked_file(task, ref, sources_dir)
     try:
         if kind == "synthetic":
             if not synthetic_store.is_dir():
