@@ -8,11 +8,22 @@ import sys
 from tests.test_params import make_project
 
 
-def dvc(project, *args):
+def run_dvc(project, *args) -> subprocess.CompletedProcess:
     env = dict(os.environ, PATH=f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}")
-    result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project, env=env, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project, env=env, capture_output=True, text=True)
+
+
+def dvc(project, *args):
+    result = run_dvc(project, *args)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
+
+
+def dvc_fails(project, *args) -> str:
+    """A dvc command that must fail: its stdout and stderr together."""
+    result = run_dvc(project, *args)
+    assert result.returncode != 0
+    return result.stdout + result.stderr
 
 
 def test_dvc_repro_prepare_on_a_minari_dataset(tmp_path, monkeypatch, door_minari_store):
@@ -38,11 +49,9 @@ def test_dvc_repro_prepare_on_a_minari_dataset(tmp_path, monkeypatch, door_minar
 def test_an_unknown_task_stops_dvc_repro_with_the_known_tasks(tmp_path):
     project = make_project(tmp_path, {}, tasks=("door", "drawer"))
     dvc(project, "init", "--no-scm", "-q")
-    env = dict(os.environ, PATH=f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}")
-    result = subprocess.run([sys.executable, "-m", "dvc", "repro", "demos@drawer"], cwd=project, env=env, capture_output=True, text=True)
-    assert result.returncode != 0
-    assert "unknown task 'drawer'; known: door, hammer, pen, relocate" in result.stdout + result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
+    out = dvc_fails(project, "repro", "demos@drawer")
+    assert "unknown task 'drawer'; known: door, hammer, pen, relocate" in out
+    assert "Traceback" not in out
 
 
 def official_pkl(path, seed: int, n: int = 10, T: int = 12) -> None:
@@ -77,9 +86,6 @@ def test_a_pkl_file_outside_data_sources_is_refused_with_where_to_put_it(tmp_pat
     (project / "elsewhere").mkdir()
     official_pkl(project / "elsewhere/demos.pkl", seed=0)
     dvc(project, "init", "--no-scm", "-q")
-    env = dict(os.environ, PATH=f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}")
-    result = subprocess.run([sys.executable, "-m", "dvc", "repro", "prepare@door"], cwd=project, env=env, capture_output=True, text=True)
-    assert result.returncode != 0
-    out = result.stdout + result.stderr
+    out = dvc_fails(project, "repro", "prepare@door")
     assert "outside data/sources/door/" in out and "sources.door: pkl:data/sources/door/demos.pkl" in out
     assert "Traceback" not in out
