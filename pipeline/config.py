@@ -217,8 +217,13 @@ class EvaluateConfig(Section):
     episodes: int  # deterministic episodes per agent; episode i of seed s uses env seed 200·s + i (paper: 100)
     reference_episodes: int  # random-agent episodes (seeds 200·0 + i) anchoring the similarity scores at 0
     dtw: str  # "exact" (C DTW), or "fastdtw" (the official code's approximate numbers, radius 1)
+    protocol: str  # "paper" (seeded episodes vs all human test episodes), "paired" (from each human test episode's start state), "both"
+    discriminator_window: int  # steps per (s, a) window the human-vs-agent discriminator sees (non-overlapping)
+    bootstrap_reps: int  # resamples of episodes for the discriminator AUC's confidence interval
 
-    ranges: ClassVar[dict] = {"episodes": at_least(1), "reference_episodes": at_least(1), "dtw": ("exact", "fastdtw")}
+    ranges: ClassVar[dict] = {"episodes": at_least(1), "reference_episodes": at_least(1), "dtw": ("exact", "fastdtw"),
+                              "protocol": ("paper", "paired", "both"), "discriminator_window": at_least(1),
+                              "bootstrap_reps": at_least(1)}
 
 
 @dataclass(frozen=True)

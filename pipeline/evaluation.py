@@ -5,9 +5,27 @@ actions `(n, A)` that is executed open loop — n = 1 for continuous agents, n =
 (the decoded macro action of the chosen code). The evaluator steps the env itself, so every
 trajectory is recorded at env-step resolution whatever the agent.
 
-Protocol (reference/MAQ.md): episode i of base seed s uses env seed `200·s + i`; deterministic
-actions; D4RL reward (`make_env`). Human-likeness compares each agent episode with the held-out
-human test episodes (`pipeline.metrics`).
+Two protocols (`evaluate.protocol: paper | paired | both`), deterministic actions, D4RL reward
+(`make_env`) in both:
+
+- paper (reference/MAQ.md): episode i of base seed s uses env seed `200·s + i`; each agent episode
+  is compared with every held-out human test episode (DTW, Wasserstein). Anchors: uniform-random
+  actions on seeds `i` (score 0), the human train episodes (score 1).
+- paired: the agent starts from the start state of each held-out human test episode and is
+  compared with that same episode: DTW on states, DTW on actions, and the distance between the
+  final object poses (`Task.object_pose`). An unpaired comparison mixes "another goal" (pen's
+  target orientation, relocate's target) with "unhuman motion"; a paired one does not. Anchors,
+  measured the same way from the same start states: score 0 is the nearer of a uniform-random and
+  a zero-action agent (so neither trivial agent can score above 0); score 1 is other "people", the
+  demonstrator from the same start state with other variability seeds (`ANCHOR_PEOPLE`; synthetic
+  data only: `pipeline.demonstrator.dataset.run_episode(person=…)`). Start states are known for synthetic data
+  (the test episode ids are the env reset seeds); for `minari:` and `pkl:` sources they are not
+  recorded in the prepared data, so `paired` refuses them and `both` falls back to `paper`.
+
+Beside the distances, two measures that do not depend on one distance: a discriminator AUC (a
+classifier telling agent windows from human windows, `metrics.discriminator_auc`; its anchors are
+human test vs human train, ≈ 0.5, and the random agent, ≈ 1) and smoothness ratios to the human
+test episodes' median (action jerk, LDLJ of the hand joints' velocities).
 """
 
 from __future__ import annotations
@@ -23,7 +41,15 @@ from tqdm import tqdm
 from pipeline import metrics
 from pipeline.data.episodes import Episodes
 from pipeline.envs import make_env
-from pipeline.tasks import get_task
+from pipeline.tasks import CONTROL_DT, get_task
+
+PROTOCOLS = ("paper", "paired", "both")
+# Distances of the paired protocol: agent episode vs the human episode from the same start state.
+PAIRED_DISTANCES = ("dtw_state", "dtw_action", "object_pose")
+# The paired protocol's human anchor: the demonstrator with these variability seeds ("people"), mean
+# distance over them; one person is a noisy anchor where people differ in strategy (pen's skills).
+ANCHOR_PEOPLE = (1, 2, 3, 4)
+DISCRIMINATOR_SEED = 0
 
 # Distances computed per agent episode against the human test episodes, by name.
 # (The official code's "w2" columns hold what is here `w1_*`: EMD with unsquared cost.)
@@ -54,6 +80,16 @@ class UniformRandomPolicy:
 
     def act_chunk(self, obs: np.ndarray) -> np.ndarray:
         return self.rng.uniform(-1.0, 1.0, (1, self.action_dim)).astype(np.float32)
+
+
+class ZeroActionPolicy:
+    """All-zero actions (every actuator at the middle of its range): the idle agent."""
+
+    def __init__(self, action_dim: int):
+        self.action_dim = action_dim
+
+    def act_chunk(self, obs: np.ndarray) -> np.ndarray:
+        return np.zeros((1, self.action_dim), dtype=np.float32)
 
 
 def episode_seeds(base_seed: int, n_episodes: int) -> list[int]:
@@ -191,6 +227,126 @@ def similarity_scores(summary: dict, references: dict) -> dict:
     }
 
 
+# -- the paired protocol ---------------------------------------------------------------------------
+class PairedUnavailable(ValueError):
+    """The data does not record the start states of its human test episodes."""
+
+
+def paired_start_seeds(meta: dict, test: Episodes) -> list[int]:
+    """The env reset seeds that restore each human test episode's start state (synthetic data)."""
+    if meta.get("source") != "synthetic":
+        raise PairedUnavailable(
+            f"the paired protocol needs each human test episode's start state, and the source {meta.get('source')!r} "
+            "does not record it in the prepared data (only `synthetic` does: its episode ids are env seeds); "
+            "set `evaluate.protocol: paper`"
+        )
+    return [int(i) for i in test.episode_ids]
+
+
+def check_paired_starts(trajectories: list[Trajectory], test: Episodes) -> None:
+    """Every paired episode must start where its human episode started."""
+    for t, s in zip(trajectories, test.episode_slices()):
+        if not np.allclose(t.obs[0], test.obs[s][0], atol=1e-6):
+            raise RuntimeError(f"the episode reset with seed {t.seed} does not start where the human test episode "
+                               f"{t.seed} started; was the data prepared from another demonstrator version?")
+
+
+def demonstrator_trajectories(task: str, seeds: list[int], person: int, progress: bool = True) -> list[Trajectory]:
+    """Synthetic "other people": the demonstrator from env seed s with variability seed offset `person`."""
+    from pipeline.demonstrator.dataset import run_episode
+
+    env = make_env(task)
+    trajectories = []
+    for seed in tqdm(seeds, desc=f"person {person} {task}", disable=not progress, unit="ep"):
+        ep = run_episode(task, env, seed, person=person)
+        trajectories.append(Trajectory(
+            seed=seed, obs=ep["observations"][:-1].astype(np.float32), next_obs=ep["observations"][1:].astype(np.float32),
+            actions=ep["actions"], rewards=ep["rewards"], success=ep["success"], terminated=bool(ep["terminations"][-1]),
+        ))
+    env.close()
+    return trajectories
+
+
+def paired_distances(task: str, trajectories: list[Trajectory], test: Episodes, dtw: str = "exact") -> list[dict]:
+    """Per paired episode: DTW on states and on actions against the human episode from the same start
+    state, and the Euclidean distance between the two final object poses (`Task.object_pose`)."""
+    pose = list(get_task(task).object_pose)
+    distance = metrics.DTW_METHODS[dtw]
+    rows = []
+    for t, s in zip(trajectories, test.episode_slices(), strict=True):
+        rows.append({
+            "env_seed": t.seed,
+            "success": metrics.success_final(t.success),
+            "dtw_state": distance(t.obs, test.obs[s]),
+            "dtw_action": distance(t.actions, test.actions[s]),
+            "object_pose": float(np.linalg.norm(t.next_obs[-1, pose].astype(np.float64) - test.next_obs[s][-1, pose])),
+        })
+    return rows
+
+
+def paired_references(task: str, test: Episodes, meta: dict, dtw: str, progress: bool = True) -> dict:
+    """The paired protocol's anchors, mean over the start states per distance: `random`, `zero`
+    (the two trivial agents), `floor` (the nearer of them: score 0) and `human` (another person: score 1)."""
+    seeds = paired_start_seeds(meta, test)
+    runs = {
+        "random": [rollout(task, UniformRandomPolicy(test.action_dim, seed=0), seeds, progress)],
+        "zero": [rollout(task, ZeroActionPolicy(test.action_dim), seeds, progress)],
+        "human": [demonstrator_trajectories(task, seeds, person, progress) for person in ANCHOR_PEOPLE],
+    }
+    out = {"start_seeds": seeds, "human_people": list(ANCHOR_PEOPLE)}
+    for name, groups in runs.items():
+        rows = []
+        for trajectories in groups:
+            check_paired_starts(trajectories, test)
+            rows += paired_distances(task, trajectories, test, dtw)
+        out[name] = {d: float(np.mean([r[d] for r in rows])) for d in PAIRED_DISTANCES}
+        out[f"{name}_success_rate"] = float(np.mean([r["success"] for r in rows]))
+    out["floor"] = {d: min(out["random"][d], out["zero"][d]) for d in PAIRED_DISTANCES}
+    return out
+
+
+def paired_summary(rows: list[dict], references: dict) -> dict:
+    """`paired_<distance>` (mean over the paired episodes) and its `_similarity`: 1 = another person, 0 = the
+    nearer trivial agent."""
+    out = {"paired_episodes": len(rows), "paired_success_rate": float(np.mean([r["success"] for r in rows]))}
+    for d in PAIRED_DISTANCES:
+        mean = float(np.mean([r[d] for r in rows]))
+        out[f"paired_{d}"] = mean
+        out[f"paired_{d}_similarity"] = float(metrics.similarity_score(mean, references["floor"][d], references["human"][d]))
+    return out
+
+
+# -- discriminator and smoothness ----------------------------------------------------------------
+def episode_windows(obs_episodes: list[np.ndarray], action_episodes: list[np.ndarray], meta: dict, window: int) -> list[np.ndarray]:
+    """Each episode's non-overlapping (s, a) windows of `window` steps, standardized with the train split's statistics."""
+    stats = [np.asarray(meta[k], dtype=np.float64) for k in ("obs_mean", "obs_std", "action_mean", "action_std")]
+    return [metrics.windows(o, a, window, window, *stats) for o, a in zip(obs_episodes, action_episodes)]
+
+
+def discriminate(agent: list[np.ndarray], human: list[np.ndarray], reps: int) -> dict:
+    """`discriminator_auc` of the stronger classifier (the sharper judge) with its CI, and each classifier's AUC."""
+    results = {c: metrics.discriminator_auc(agent, human, classifier=c, bootstrap_reps=reps, seed=DISCRIMINATOR_SEED)
+               for c in metrics.DISCRIMINATORS}
+    best = max(results, key=lambda c: results[c]["auc"])
+    out = {"discriminator_auc": results[best]["auc"], "discriminator_auc_ci_low": results[best]["ci_low"],
+           "discriminator_auc_ci_high": results[best]["ci_high"], "discriminator_classifier": best}
+    return out | {f"discriminator_auc_{c}": r["auc"] for c, r in results.items()}
+
+
+def smoothness(task: str, obs_episodes: list[np.ndarray], action_episodes: list[np.ndarray], test: Episodes) -> dict:
+    """Action jerk and LDLJ of the hand joints' velocities, as the ratio of the episodes' median to the human
+    test episodes' median (1 = as smooth as the humans)."""
+    joints, dt = get_task(task).hand_joints, CONTROL_DT
+
+    def per_episode(obs_list, action_list):  # episodes under 4 steps have no jerk: NaN, skipped by the medians
+        return (np.array([metrics.action_jerk(a, dt) if len(a) >= 4 else np.nan for a in action_list]),
+                np.array([metrics.log_dimensionless_jerk(o[:, :joints], dt) if len(o) >= 4 else np.nan for o in obs_list]))
+
+    jerk, ldlj = per_episode(obs_episodes, action_episodes)
+    human_jerk, human_ldlj = per_episode(*human_reference(test))
+    return {"action_jerk_ratio": metrics.smoothness_ratio(jerk, human_jerk), "ldlj_ratio": metrics.smoothness_ratio(ldlj, human_ldlj)}
+
+
 # -- the evaluate and references stages --------------------------------------------------------
 class AgentPolicy:
     """A trained agent as a ChunkPolicy with deterministic actions: one action for continuous
@@ -221,41 +377,71 @@ def trajectories_to_episodes(trajectories: list[Trajectory]) -> Episodes:
     )
 
 
-# Scalars of a run's summary that go to `dvc metrics` (the full summary stays in summary.json).
+# Scalars of a run's summary that go to `dvc metrics` (the full summary stays in summary.json); those
+# of a protocol that did not run are left out.
 TRACKED_METRICS = (
     "normalized_score_mean", "success_rate", "success_ever_rate", "success_held_rate", "raw_reward_mean",
     "early_termination_rate", "dtw_state_mean_agg_mean", "dtw_action_mean_agg_mean", "w1_state_agg_mean",
     "w1_action_agg_mean", *(f"{name}_similarity" for name in DISTANCES),
+    "paired_success_rate", *(f"paired_{name}_similarity" for name in PAIRED_DISTANCES),
+    "discriminator_auc", "action_jerk_ratio", "ldlj_ratio",
 )
 
 
 def run_references(task: str, cfg, prepared_dir: str | Path, out_path: str | Path, progress: bool = True) -> dict:
-    """Compute and store the similarity anchors of a task (random agent and human vs human)."""
+    """Compute and store the anchors of a task's human-likeness scores: the paper protocol's
+    (`distances`), the paired protocol's (`paired`, null where the data has no start states) and the
+    discriminator's (`discriminator`: human test vs human train, and the random agent)."""
     from pipeline.data.prepare import load_prepared
     from pipeline.io import write_json_atomic
 
-    train, test, _ = load_prepared(Path(prepared_dir))
-    references = similarity_references(task, train, test, episode_seeds(0, cfg.reference_episodes), progress, cfg.dtw)
-    write_json_atomic(out_path, {"dtw": cfg.dtw, "random_episodes": cfg.reference_episodes, "distances": references})
+    train, test, meta = load_prepared(Path(prepared_dir))
+    seeds = episode_seeds(0, cfg.reference_episodes)
+    references = {"dtw": cfg.dtw, "random_episodes": cfg.reference_episodes,
+                  "distances": similarity_references(task, train, test, seeds, progress, cfg.dtw), "paired": None}
+    if cfg.protocol != "paper":
+        try:
+            references["paired"] = paired_references(task, test, meta, cfg.dtw, progress)
+        except PairedUnavailable as e:
+            if cfg.protocol == "paired":
+                raise
+            print(f"references {task}: no paired anchors ({e})")
+    human = episode_windows(*human_reference(test), meta, cfg.discriminator_window)
+    random_trajectories = rollout(task, UniformRandomPolicy(train.action_dim, seed=0), seeds, progress)
+    references["discriminator"] = {
+        "window": cfg.discriminator_window,
+        "human_test_vs_train": discriminate(human, episode_windows(*human_reference(train), meta, cfg.discriminator_window), cfg.bootstrap_reps),
+        "random": discriminate(episode_windows([t.obs for t in random_trajectories], [t.actions for t in random_trajectories], meta,
+                                               cfg.discriminator_window), human, cfg.bootstrap_reps),
+    }
+    write_json_atomic(out_path, references)
     return references
 
 
-def load_references(path: str | Path, dtw: str) -> dict:
+def load_references(path: str | Path, cfg) -> dict:
+    """The stored anchors, refused when they were measured with other settings than `cfg` (EvaluateConfig)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no similarity references at {path}; run `dvc repro references` first")
     data = json.loads(path.read_text())
-    if data["dtw"] != dtw:
-        raise ValueError(f"{path} was computed with dtw={data['dtw']!r} but evaluate.dtw is {dtw!r}; re-run `dvc repro references`")
-    return data["distances"]
+    stale = []
+    if data["dtw"] != cfg.dtw:
+        stale.append(f"dtw={data['dtw']!r} (evaluate.dtw is {cfg.dtw!r})")
+    window = (data.get("discriminator") or {}).get("window")
+    if window != cfg.discriminator_window:
+        stale.append(f"discriminator window {window!r} (evaluate.discriminator_window is {cfg.discriminator_window!r})")
+    if stale:
+        raise ValueError(f"{path} was computed with {', '.join(stale)}; re-run `dvc repro references`")
+    return data
 
 
 def run_evaluate(task: str, method: str, seed: int, cfg, *, agent_dir: str | Path, codebook_dir: str | Path | None,
                  prepared_dir: str | Path, references_path: str | Path, out_dir: str | Path, metrics_path: str | Path,
                  progress: bool = True) -> dict:
-    """Evaluate one trained agent by the protocol and write the `evaluate` stage's outputs:
-    out_dir/episodes.parquet (per-episode metrics), trajectories.safetensors, summary.json, and
-    the tracked scalars at `metrics_path`."""
+    """Evaluate one trained agent by `cfg.protocol` and write the `evaluate` stage's outputs in out_dir:
+    per protocol, per-episode metrics and the episodes (paper: episodes.parquet, trajectories.safetensors;
+    paired: paired_episodes.parquet, paired_trajectories.safetensors), and summary.json over both;
+    the tracked scalars go to `metrics_path`."""
     import polars as pl
     import torch
 
@@ -267,20 +453,41 @@ def run_evaluate(task: str, method: str, seed: int, cfg, *, agent_dir: str | Pat
     torch.set_num_threads(1)  # beside the simulator; and the thread count changes the bits (pipeline/numerics.py)
     codebook = Codebook.from_pretrained(codebook_dir) if codebook_dir is not None else None
     agent = load_agent(agent_dir, codebook=codebook, device="cpu")
-    _, test, _ = load_prepared(Path(prepared_dir))
-    references = load_references(references_path, cfg.dtw)
+    train, test, meta = load_prepared(Path(prepared_dir))
+    references = load_references(references_path, cfg)
+    if cfg.protocol != "paper" and references["paired"] is None:
+        if cfg.protocol == "paired":
+            paired_start_seeds(meta, test)  # raises with the reason
+            raise ValueError(f"{references_path} has no paired anchors; re-run `dvc repro references`")
+        print(f"evaluate {task}/{method}/seed{seed}: paper protocol only (the data has no paired start states)")
     policy = AgentPolicy(agent, codebook)
-    trajectories = rollout(task, policy, episode_seeds(seed, cfg.episodes), progress)
-    rows = trajectory_metrics(task, trajectories, test, progress, cfg.dtw)
-    summary = {"task": task, "method": method, "seed": seed, "dtw": cfg.dtw, **summarize(rows, get_task(task).horizon)}
-    summary.update(similarity_scores(summary, references))
+    summary = {"task": task, "method": method, "seed": seed, "dtw": cfg.dtw, "protocol": cfg.protocol}
+    files: dict[str, tuple[list[dict], list[Trajectory]]] = {}
+    if cfg.protocol != "paired":
+        trajectories = rollout(task, policy, episode_seeds(seed, cfg.episodes), progress)
+        rows = trajectory_metrics(task, trajectories, test, progress, cfg.dtw)
+        paper = summarize(rows, get_task(task).horizon)
+        summary |= paper | similarity_scores(paper, references["distances"])
+        files[""] = rows, trajectories
+    if cfg.protocol != "paper" and references["paired"] is not None:
+        trajectories = rollout(task, policy, references["paired"]["start_seeds"], progress)
+        check_paired_starts(trajectories, test)
+        rows = paired_distances(task, trajectories, test, cfg.dtw)
+        summary |= paired_summary(rows, references["paired"])
+        files["paired_"] = rows, trajectories
+    everything = [t for _, trajectories in files.values() for t in trajectories]
+    obs, actions = [t.obs for t in everything], [t.actions for t in everything]
+    human = episode_windows(*human_reference(train), meta, cfg.discriminator_window) + episode_windows(*human_reference(test), meta, cfg.discriminator_window)
+    summary |= discriminate(episode_windows(obs, actions, meta, cfg.discriminator_window), human, cfg.bootstrap_reps)
+    summary |= smoothness(task, obs, actions, test)
     summary["code_counts"] = policy.code_counts.tolist() if policy.code_counts is not None else None
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_dir / "episodes.parquet") as tmp:
-        pl.DataFrame(rows).write_parquet(tmp)
-    trajectories_to_episodes(trajectories).save(out_dir / "trajectories.safetensors")
+    for prefix, (rows, trajectories) in files.items():
+        with atomic_path(out_dir / f"{prefix}episodes.parquet") as tmp:
+            pl.DataFrame(rows).write_parquet(tmp)
+        trajectories_to_episodes(trajectories).save(out_dir / f"{prefix}trajectories.safetensors")
     write_json_atomic(out_dir / "summary.json", summary)
-    write_json_atomic(metrics_path, {k: summary[k] for k in TRACKED_METRICS})
+    write_json_atomic(metrics_path, {k: summary[k] for k in TRACKED_METRICS if k in summary})
     return summary

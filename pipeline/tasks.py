@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+CONTROL_DT = 0.01  # seconds per env step on all four tasks: 5 MuJoCo steps of 2 ms (`env.unwrapped.dt`)
+
 
 @dataclass(frozen=True)
 class Task:
@@ -24,6 +26,8 @@ class Task:
     ref_max_score: float  # D4RL expert return
     human_dataset_id: str  # Minari id of the teleoperated human demonstrations
     success_hold_steps: int  # D4RL's own rule: success on more than this many steps
+    hand_joints: int  # obs[:hand_joints] are the hand's (and arm's) joint angles, rad or m
+    object_pose: tuple[int, ...]  # obs indices of the manipulated object's pose (paired protocol: final pose distance)
 
     @property
     def synthetic_dataset_id(self) -> str:
@@ -49,6 +53,8 @@ TASKS: dict[str, Task] = {
             ref_max_score=2880.5693087298737,
             human_dataset_id="D4RL/door/human-v2",
             success_hold_steps=25,
+            hand_joints=27,
+            object_pose=(27, 28),  # latch and hinge angles
         ),
         Task(
             name="hammer",
@@ -61,6 +67,8 @@ TASKS: dict[str, Task] = {
             ref_max_score=12794.134825156867,
             human_dataset_id="D4RL/hammer/human-v2",
             success_hold_steps=25,
+            hand_joints=26,
+            object_pose=(26, 36, 37, 38, 39, 40, 41),  # nail slide, hammer position and Euler angles
         ),
         Task(
             name="pen",
@@ -73,6 +81,8 @@ TASKS: dict[str, Task] = {
             ref_max_score=3076.8331017826877,
             human_dataset_id="D4RL/pen/human-v2",
             success_hold_steps=20,
+            hand_joints=24,
+            object_pose=(24, 25, 26, 33, 34, 35),  # pen position and unit axis
         ),
         Task(
             name="relocate",
@@ -85,6 +95,8 @@ TASKS: dict[str, Task] = {
             ref_max_score=4233.877797728884,
             human_dataset_id="D4RL/relocate/human-v2",
             success_hold_steps=25,
+            hand_joints=30,
+            object_pose=(36, 37, 38),  # ball position relative to the target
         ),
     ]
 }

@@ -3,9 +3,11 @@
     python -m stages.references --task door
 
 Similarity scores are 1 at human level and 0 at a random agent's level. This stage measures both
-anchors per distance: uniform random actions on `evaluate.reference_episodes` seeded episodes, and
-the human train episodes, each against the human test episodes of data/prepared/<task>/. Writes
-data/references/<task>/references.json.
+anchors per distance, by each protocol (`pipeline.evaluation`): paper, uniform random actions on
+`evaluate.reference_episodes` seeded episodes and the human train episodes, each against the human
+test episodes of data/prepared/<task>/; paired, the random and zero-action agents and another
+"person" from each human test episode's start state; and the discriminator AUC of human test vs
+human train episodes and of the random agent. Writes data/references/<task>/references.json.
 """
 
 from __future__ import annotations
@@ -24,8 +26,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--task", required=True)
     task = get_task(parser.parse_args(argv).task).name
     refs = run_references(task, load_params().evaluate, Path("data/prepared") / task, Path("data/references") / task / "references.json")
-    print(f"references {task}: DTW on states random {refs['dtw_state_mean']['random']:.1f} / human {refs['dtw_state_mean']['human']:.1f}; "
-          f"W1 on states random {refs['w1_state']['random']:.2f} / human {refs['w1_state']['human']:.2f}")
+    paper, paired, auc = refs["distances"], refs["paired"], refs["discriminator"]
+    print(f"references {task}: DTW on states random {paper['dtw_state_mean']['random']:.1f} / human {paper['dtw_state_mean']['human']:.1f}; "
+          f"W1 on states random {paper['w1_state']['random']:.2f} / human {paper['w1_state']['human']:.2f}")
+    if paired is not None:
+        print(f"references {task}: paired DTW on states random {paired['random']['dtw_state']:.1f} / zero {paired['zero']['dtw_state']:.1f} "
+              f"/ another person {paired['human']['dtw_state']:.1f}")
+    print(f"references {task}: discriminator AUC human test vs train {auc['human_test_vs_train']['discriminator_auc']:.2f}, "
+          f"random agent {auc['random']['discriminator_auc']:.2f}")
 
 
 if __name__ == "__main__":

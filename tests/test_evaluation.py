@@ -81,3 +81,100 @@ def test_random_agent_is_far_from_humans():
     test = human_test_episodes(T=200)
     rows = trajectory_metrics("door", rollout("door", UniformRandomPolicy(28, seed=0), [0], progress=False), test, progress=False)
     assert rows[0]["length"] == 200 and rows[0]["min_dtw_state"] > 0 and rows[0]["w2_action"] >= rows[0]["w1_action"]
+
+
+# -- task facts the human-likeness measures read --------------------------------------------------
+@pytest.mark.parametrize("task", ["door", "hammer", "pen", "relocate"])
+def test_hand_joints_and_object_pose_index_the_simulators_state(task):
+    """`Task.hand_joints` and `Task.object_pose` name what MuJoCo says they are, after some random steps."""
+    from pipeline.tasks import CONTROL_DT, get_task
+
+    spec, env = get_task(task), make_env(task)
+    obs, _ = env.reset(seed=3)
+    for action in np.random.default_rng(0).uniform(-1, 1, (20, spec.action_dim)):
+        obs, *_ = env.step(action)
+    model, data = env.unwrapped.model, env.unwrapped.data
+    assert env.unwrapped.dt == CONTROL_DT
+    first = 1 if task == "door" else 0  # door's observation skips the arm's forward slide ARTz
+    np.testing.assert_allclose(obs[: spec.hand_joints], data.qpos[first : first + spec.hand_joints])
+    assert model.nu == spec.action_dim and spec.hand_joints == spec.action_dim - first  # the actuated joints
+    pose = obs[list(spec.object_pose)]
+    body = lambda name: data.body(name).xpos  # noqa: E731
+    expected = {
+        "door": lambda: [data.joint("latch").qpos[0], data.joint("door_hinge").qpos[0]],
+        "hammer": lambda: [data.joint("nail_dir").qpos[0], *body("Object")],
+        "pen": lambda: [*body("Object"), *((data.site("object_top").xpos - data.site("object_bottom").xpos) / env.unwrapped.pen_length)],
+        "relocate": lambda: [*(body("Object") - data.site("target").xpos)],
+    }[task]()
+    np.testing.assert_allclose(pose[: len(expected)], expected, atol=1e-6)
+
+
+# -- the paired protocol ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def paired_door():
+    """Three synthetic door demonstrations (the test split) and their prepared meta."""
+    from pipeline.demonstrator.dataset import run_episode
+    from pipeline.evaluation import Trajectory, trajectories_to_episodes
+
+    env = make_env("door")
+    trajectories = []
+    for seed in (0, 1, 2):
+        ep = run_episode("door", env, seed)
+        trajectories.append(Trajectory(seed, ep["observations"][:-1].astype(np.float32), ep["observations"][1:].astype(np.float32),
+                                       ep["actions"], ep["rewards"], ep["success"], False))
+    return trajectories_to_episodes(trajectories), {"source": "synthetic"}
+
+
+def test_paired_anchors_put_trivial_agents_at_zero_and_other_people_near_one(paired_door):
+    from pipeline.evaluation import (
+        PAIRED_DISTANCES, ZeroActionPolicy, demonstrator_trajectories, paired_distances, paired_references, paired_summary,
+    )
+
+    test, meta = paired_door
+    refs = paired_references("door", test, meta, "exact", progress=False)
+    assert refs["start_seeds"] == [0, 1, 2]
+    for d in PAIRED_DISTANCES:
+        assert refs["floor"][d] == min(refs["random"][d], refs["zero"][d]) > refs["human"][d]
+    fresh_random = rollout("door", UniformRandomPolicy(28, seed=11), refs["start_seeds"], progress=False)
+    zero = rollout("door", ZeroActionPolicy(28), refs["start_seeds"], progress=False)
+    other_person = demonstrator_trajectories("door", refs["start_seeds"], person=9, progress=False)
+    score = lambda trajectories: paired_summary(paired_distances("door", trajectories, test), refs)  # noqa: E731
+    for trivial in (fresh_random, zero):
+        assert score(trivial)["paired_dtw_state_similarity"] <= 0.1 and score(trivial)["paired_dtw_action_similarity"] <= 0.1
+    person = score(other_person)
+    assert 0.8 <= person["paired_dtw_state_similarity"] <= 1.2 and 0.8 <= person["paired_dtw_action_similarity"] <= 1.2
+    assert score(as_trajectories(test))["paired_dtw_state"] == 0.0  # each human episode against itself
+
+
+def test_paired_episodes_start_where_the_humans_started_or_fail(paired_door):
+    from pipeline.evaluation import check_paired_starts
+
+    test, _ = paired_door
+    check_paired_starts(rollout("door", UniformRandomPolicy(28, seed=0), [0, 1, 2], progress=False), test)
+    with pytest.raises(RuntimeError, match="does not start where"):
+        check_paired_starts(rollout("door", UniformRandomPolicy(28, seed=0), [5, 1, 2], progress=False), test)
+
+
+def test_paired_protocol_refuses_data_without_start_states(paired_door):
+    from pipeline.evaluation import PairedUnavailable, paired_start_seeds
+
+    test, _ = paired_door
+    with pytest.raises(PairedUnavailable, match="evaluate.protocol: paper"):
+        paired_start_seeds({"source": "minari:D4RL/door/human-v2"}, test)
+
+
+def test_another_person_starts_in_the_same_state_and_moves_differently():
+    from pipeline.demonstrator.dataset import run_episode
+
+    env = make_env("door")
+    a, b, again = run_episode("door", env, 4), run_episode("door", env, 4, person=1), run_episode("door", env, 4)
+    np.testing.assert_array_equal(a["observations"][0], b["observations"][0])
+    assert not np.array_equal(a["actions"], b["actions"])
+    np.testing.assert_array_equal(a["actions"], again["actions"])  # person 0 is the dataset's episode
+
+
+def as_trajectories(episodes: Episodes) -> list:
+    from pipeline.evaluation import Trajectory
+
+    return [Trajectory(int(i), episodes.obs[s], episodes.next_obs[s], episodes.actions[s], episodes.rewards[s], episodes.success[s], False)
+            for i, s in zip(episodes.episode_ids, episodes.episode_slices())]

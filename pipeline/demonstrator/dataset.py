@@ -60,11 +60,15 @@ def _minari_root(path: Path) -> Iterator[None]:
             os.environ["MINARI_DATASETS_PATH"] = previous
 
 
-def run_episode(task: str, env, seed: int) -> dict:
-    """One demonstrator episode from `env.reset(seed=seed)`: arrays of obs (T+1, S), actions (T, A), …"""
+def run_episode(task: str, env, seed: int, person: int = 0) -> dict:
+    """One demonstrator episode from `env.reset(seed=seed)`: arrays of obs (T+1, S), actions (T, A), …
+
+    `person` 0 draws the variability from `default_rng(seed)` (the dataset's episodes); another value
+    draws another "person" from `default_rng([seed, person])`, from the same start state (the paired
+    protocol's human anchor, `pipeline.evaluation`)."""
     demonstrator = get_demonstrator(task)
     obs, _ = env.reset(seed=seed)
-    policy = demonstrator.start(env, np.random.default_rng(seed))
+    policy = demonstrator.start(env, np.random.default_rng(seed if person == 0 else [seed, person]))
     observations, actions, rewards, terminations, truncations, success = [obs], [], [], [], [], []
     while True:
         action = np.asarray(policy.act(obs), dtype=np.float32)
