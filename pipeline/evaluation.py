@@ -50,6 +50,7 @@ PAIRED_DISTANCES = ("dtw_state", "dtw_action", "object_pose")
 # distance over them; one person is a noisy anchor where people differ in strategy (pen's skills).
 ANCHOR_PEOPLE = (1, 2, 3, 4)
 DISCRIMINATOR_SEED = 0
+DISCRIMINATOR_FOLDS = 3  # grouped CV folds: 3 cost a third of 5 (seconds per agent) and train on 2/3 of the episodes
 
 # Distances computed per agent episode against the human test episodes, by name.
 # (The official code's "w2" columns hold what is here `w1_*`: EMD with unsquared cost.)
@@ -323,9 +324,19 @@ def episode_windows(obs_episodes: list[np.ndarray], action_episodes: list[np.nda
     return [metrics.windows(o, a, window, window, *stats) for o, a in zip(obs_episodes, action_episodes)]
 
 
+def human_windows(train: Episodes, test: Episodes, meta: dict, window: int) -> list[np.ndarray]:
+    """The windows of every human episode, train and test: the human side of the discriminator."""
+    return episode_windows(*human_reference(train), meta, window) + episode_windows(*human_reference(test), meta, window)
+
+
 def discriminate(agent: list[np.ndarray], human: list[np.ndarray], reps: int) -> dict:
-    """`discriminator_auc` of the stronger classifier (the sharper judge) with its CI, and each classifier's AUC."""
-    results = {c: metrics.discriminator_auc(agent, human, classifier=c, bootstrap_reps=reps, seed=DISCRIMINATOR_SEED)
+    """`discriminator_auc` of the stronger classifier (the sharper judge) with its CI, and each classifier's AUC;
+    all None when a side has fewer than 2 episodes of at least one window (grouped CV cannot hold one out)."""
+    if min(sum(len(w) > 0 for w in agent), sum(len(w) > 0 for w in human)) < 2:
+        return dict.fromkeys(["discriminator_auc", "discriminator_auc_ci_low", "discriminator_auc_ci_high", "discriminator_classifier",
+                              *(f"discriminator_auc_{c}" for c in metrics.DISCRIMINATORS)])
+    results = {c: metrics.discriminator_auc(agent, human, classifier=c, folds=DISCRIMINATOR_FOLDS, bootstrap_reps=reps,
+                                          seed=DISCRIMINATOR_SEED)
                for c in metrics.DISCRIMINATORS}
     best = max(results, key=lambda c: results[c]["auc"])
     out = {"discriminator_auc": results[best]["auc"], "discriminator_auc_ci_low": results[best]["ci_low"],
@@ -406,13 +417,14 @@ def run_references(task: str, cfg, prepared_dir: str | Path, out_path: str | Pat
             if cfg.protocol == "paired":
                 raise
             print(f"references {task}: no paired anchors ({e})")
-    human = episode_windows(*human_reference(test), meta, cfg.discriminator_window)
+    window = cfg.discriminator_window
     random_trajectories = rollout(task, UniformRandomPolicy(train.action_dim, seed=0), seeds, progress)
     references["discriminator"] = {
-        "window": cfg.discriminator_window,
-        "human_test_vs_train": discriminate(human, episode_windows(*human_reference(train), meta, cfg.discriminator_window), cfg.bootstrap_reps),
-        "random": discriminate(episode_windows([t.obs for t in random_trajectories], [t.actions for t in random_trajectories], meta,
-                                               cfg.discriminator_window), human, cfg.bootstrap_reps),
+        "window": window,
+        "human_test_vs_train": discriminate(episode_windows(*human_reference(test), meta, window),
+                                            episode_windows(*human_reference(train), meta, window), cfg.bootstrap_reps),
+        "random": discriminate(episode_windows([t.obs for t in random_trajectories], [t.actions for t in random_trajectories], meta, window),
+                               human_windows(train, test, meta, window), cfg.bootstrap_reps),
     }
     write_json_atomic(out_path, references)
     return references
@@ -474,11 +486,12 @@ def run_evaluate(task: str, method: str, seed: int, cfg, *, agent_dir: str | Pat
         check_paired_starts(trajectories, test)
         rows = paired_distances(task, trajectories, test, cfg.dtw)
         summary |= paired_summary(rows, references["paired"])
-        files["paired_"] = rows, trajectories
+        unpaired = trajectory_metrics(task, trajectories, test, progress, cfg.dtw)  # the same columns as the paper's episodes
+        files["paired_"] = [u | {f"paired_{d}": r[d] for d in PAIRED_DISTANCES} for u, r in zip(unpaired, rows)], trajectories
     everything = [t for _, trajectories in files.values() for t in trajectories]
     obs, actions = [t.obs for t in everything], [t.actions for t in everything]
-    human = episode_windows(*human_reference(train), meta, cfg.discriminator_window) + episode_windows(*human_reference(test), meta, cfg.discriminator_window)
-    summary |= discriminate(episode_windows(obs, actions, meta, cfg.discriminator_window), human, cfg.bootstrap_reps)
+    summary |= discriminate(episode_windows(obs, actions, meta, cfg.discriminator_window),
+                            human_windows(train, test, meta, cfg.discriminator_window), cfg.bootstrap_reps)
     summary |= smoothness(task, obs, actions, test)
     summary["code_counts"] = policy.code_counts.tolist() if policy.code_counts is not None else None
 

@@ -32,8 +32,9 @@ def main(argv: list[str] | None = None) -> None:
     if paired is not None:
         print(f"references {task}: paired DTW on states random {paired['random']['dtw_state']:.1f} / zero {paired['zero']['dtw_state']:.1f} "
               f"/ another person {paired['human']['dtw_state']:.1f}")
-    print(f"references {task}: discriminator AUC human test vs train {auc['human_test_vs_train']['discriminator_auc']:.2f}, "
-          f"random agent {auc['random']['discriminator_auc']:.2f}")
+    if auc["human_test_vs_train"]["discriminator_auc"] is not None:
+        print(f"references {task}: discriminator AUC human test vs train {auc['human_test_vs_train']['discriminator_auc']:.2f}, "
+              f"random agent {auc['random']['discriminator_auc']:.2f}")
 
 
 if __name__ == "__main__":

@@ -15,15 +15,24 @@ import yaml
 
 from pipeline.config import ReportConfig, record_param_reads
 from pipeline.evaluation import DISTANCES, similarity_scores, summarize
-from pipeline.report import ReportPaths, aggregate, iqm_interval, load_runs, make_report, plot_score_vs_humanlike, save_png
+from pipeline.report import (ReportPaths, Run, aggregate, improvement, iqm_curve, iqm_interval, load_runs, make_report,
+                             plot_score_vs_humanlike, save_png)
 from tests.conftest import REPO_ROOT
 from tests.test_video import random_episodes
 
 TASK = "door"
-METHODS = ("sac", "maq_rlpd")
+METHODS = ("sac", "rlpd", "maq_rlpd")
 SEEDS = (1, 2, 3, 4)
 # Each run's mean normalized score, by method and seed, for the hand checks.
-NORMALIZED_SCORE = {"sac": (10.0, 20.0, 30.0, 100.0), "maq_rlpd": (50.0, 50.0, 50.0, 50.0)}
+NORMALIZED_SCORE = {"sac": (10.0, 20.0, 30.0, 100.0), "rlpd": (20.0, 30.0, 40.0, 50.0), "maq_rlpd": (50.0, 50.0, 50.0, 50.0)}
+# The paired, discriminator and smoothness keys of summary.json, by method (seed i adds 0.01·i): maq_rlpd is
+# more human-like than rlpd on each (its ratios are closer to 1, the jerk ratio lower, the LDLJ ratio higher);
+# sac measured none of them (null, as under `evaluate.protocol: paper`), and rlpd seed 1 lacks the paired keys.
+HUMANLIKE = {
+    "sac": dict.fromkeys(("paired_dtw_state_similarity", "discriminator_auc", "action_jerk_ratio", "ldlj_ratio")),
+    "rlpd": {"paired_dtw_state_similarity": 0.2, "discriminator_auc": 0.95, "action_jerk_ratio": 1.5, "ldlj_ratio": 0.6},
+    "maq_rlpd": {"paired_dtw_state_similarity": 0.8, "discriminator_auc": 0.6, "action_jerk_ratio": 0.9, "ldlj_ratio": 1.2},
+}
 REFERENCES = {name: {"random": 100.0, "human": 20.0} for name in DISTANCES}
 K = 8
 
@@ -73,6 +82,11 @@ def write_evaluated_runs(root: Path, steps: int = 10, episodes: int = 2) -> None
             pl.DataFrame(rows).write_parquet(run_dir / "episodes.parquet")
             summary = summarize(rows, horizon)
             summary |= similarity_scores(summary, REFERENCES)
+            summary |= {k: None if v is None else v + 0.01 * i for k, v in HUMANLIKE[method].items()}
+            if HUMANLIKE[method]["discriminator_auc"] is not None:
+                summary |= {"paired_episodes": 2, "paired_dtw_state": 50.0 - i, "discriminator_auc_ci_low": 0.5, "discriminator_auc_ci_high": 1.0}
+            if (method, seed) == ("rlpd", 1):
+                summary = {k: v for k, v in summary.items() if not k.startswith("paired_")}
             code_counts = rng.integers(0, 20, K).tolist() if method.startswith("maq_") else None
             summary |= {"code_counts": code_counts, "task": TASK, "method": method, "seed": seed}
             (run_dir / "summary.json").write_text(json.dumps(summary))
@@ -133,13 +147,64 @@ def test_interval_is_reproducible_and_leaves_the_global_rng_alone():
 def test_aggregate_per_method(project):
     runs = load_runs(ReportPaths.under(project), (TASK,), METHODS, SEEDS)
     table = aggregate(runs, report_config())
-    sac, maq = (table.filter(pl.col("method") == m).row(0, named=True) for m in METHODS)
-    assert sac["n_seeds"] == 4 and sac["normalized_score_iqm"] == pytest.approx(25.0)  # IQM of 10, 20, 30, 100
+    sac, rlpd, maq = (table.filter(pl.col("method") == m).row(0, named=True) for m in METHODS)
+    assert sac["n_seeds"] == 4 and sac["n_tasks"] == 1 and sac["normalized_score_iqm"] == pytest.approx(25.0)  # IQM of 10, 20, 30, 100
     assert sac["normalized_score_mean"] == pytest.approx(40.0)
     assert sac["success_rate_iqm"] == pytest.approx(0.5)  # one success in two episodes, every seed
     assert (maq["normalized_score_iqm"], maq["normalized_score_ci_low"], maq["normalized_score_ci_high"]) == pytest.approx((50, 50, 50))
     similarities = [json.loads((project / f"evaluations/door/maq_rlpd/seed{s}/summary.json").read_text())["dtw_state_mean_similarity"] for s in SEEDS]
     assert maq["dtw_similarity_mean"] == pytest.approx(np.mean(similarities))
+    assert maq["discriminator_auc_iqm"] == pytest.approx(0.615)  # IQM of 0.60 … 0.63: the mean of 0.61 and 0.62
+    assert rlpd["paired_dtw_similarity_iqm"] == pytest.approx(0.22)  # seed 1 not measured: the mean of 0.21, 0.22, 0.23
+    assert np.isnan(sac["paired_dtw_similarity_iqm"]) and np.isnan(sac["ldlj_ratio_mean"])  # null in every run
+
+
+def fake_run(task: str, method: str, seed: int, success: bool, score: float = 50.0, **summary) -> Run:
+    """A run held in memory: two episodes of normalized score `score`, both successful or both not."""
+    episodes = pl.DataFrame({"normalized_score": [score - 1, score + 1], "success": [success, success]})
+    return Run(task, method, seed, episodes, summary, pl.DataFrame(), Path("unused"))
+
+
+def test_iqm_across_tasks_pools_the_runs_of_every_task():
+    assert iqm_interval(np.array([1.0, 2, 3, 4]), np.array([5.0, 6, 7, 8]), reps=50, confidence=0.95)[0] == pytest.approx(4.5)  # 3, 4, 5, 6
+    runs = [fake_run(task, "sac", seed, True, score=base + seed) for task, base in (("door", 0.0), ("hammer", 10.0)) for seed in (1, 2, 3, 4)]
+    row = aggregate(runs, report_config()).row(0, named=True)
+    assert (row["n_tasks"], row["n_seeds"]) == (2, 4)
+    assert row["normalized_score_iqm"] == pytest.approx(7.5)  # the middle half of 1 … 4, 11 … 14: mean of 3, 4, 11, 12
+    assert row["normalized_score_ci_low"] < 7.5 < row["normalized_score_ci_high"]
+    assert np.isnan(row["discriminator_auc_iqm"])  # no run measured it
+
+
+def test_improvement_probability_is_one_when_every_maq_run_is_better_and_zero_the_other_way():
+    """maq_rlpd fails where rlpd succeeds but is more human-like on every measure: a higher similarity, a lower
+    AUC (lower is better), a jerk ratio lower and an LDLJ ratio higher than rlpd's, both closer to 1 (closer
+    to 1 is better). maq_iql and iql swap those values, and so P(MAQ+X > X)."""
+    better, worse = (0.8, 0.6, 0.8, 1.3), (0.2, 0.9, 1.5, 0.6)  # paired DTW similarity, AUC, jerk ratio, LDLJ ratio
+    humanlike = ("paired_dtw_similarity", "discriminator_auc", "jerk_ratio", "ldlj_ratio")
+    runs = [
+        fake_run(task, method, seed, success, **{key: value + 0.01 * seed for key, value in zip(
+            ("paired_dtw_state_similarity", "discriminator_auc", "action_jerk_ratio", "ldlj_ratio"), values)})
+        for task in ("door", "hammer") for seed in (1, 2, 3)
+        for method, success, values in (("rlpd", True, worse), ("maq_rlpd", False, better), ("iql", False, better), ("maq_iql", True, worse))
+    ]
+    runs.append(fake_run("door", "maq_dsac", 1, True))  # its baseline, sac, did not run: no row
+    table = improvement(runs, report_config())
+    scopes = ("across_tasks", "door", "hammer")
+    assert table.select("method", "baseline", "scope").rows() == [(m, b, s) for m, b in (("maq_rlpd", "rlpd"), ("maq_iql", "iql")) for s in scopes]
+    for row in table.iter_rows(named=True):
+        p = 1.0 if row["method"] == "maq_rlpd" else 0.0
+        for score in humanlike:
+            assert (row[f"{score}_p"], row[f"{score}_ci_low"], row[f"{score}_ci_high"]) == pytest.approx((p, p, p)), (row["method"], score)
+        assert row["success_rate_p"] == 1.0 - p and np.isnan(row["dtw_similarity_p"])  # not measured by either
+
+
+def test_learning_curve_iqm_is_rliables_per_point_and_collapses_when_seeds_agree():
+    from rliable import metrics
+
+    values = np.array([[0.0, 1.0, 5.0], [0.0, 2.0, 5.0], [0.0, 3.0, 5.0], [0.0, 10.0, 5.0]])  # (seeds, points)
+    iqm, low, high = iqm_curve(values, reps=50, confidence=0.95)
+    assert iqm == pytest.approx([metrics.aggregate_iqm(values[:, j]) for j in range(3)]) and iqm[1] == pytest.approx(2.5)
+    assert (low[0], high[0], low[2], high[2]) == (0.0, 0.0, 5.0, 5.0) and low[1] < 2.5 < high[1]
 
 
 def test_a_missing_run_says_which_stage_to_run(tmp_path):
@@ -161,23 +226,62 @@ def test_a_misplaced_summary_is_refused(tmp_path):
 def test_official_csv_has_one_row_per_agent_and_the_official_columns(report):
     table = pl.read_csv(report.results / "agent_performance_AdroitHandDoor-v1.csv")
     assert table.height == len(METHODS) * len(SEEDS)
-    assert set(table["method"]) == set(METHODS) and set(table["seed"]) == set(SEEDS)
+    identity = ["agent_type", "env_id", "model_path", "eval_episodes", "base_seed", "horizon", "default_horizon"]
+    assert table.columns[:len(identity)] == identity
+    assert set(table["agent_type"]) == set(METHODS) and set(table["base_seed"]) == set(SEEDS)
+    assert set(table["env_id"]) == {"AdroitHandDoor-v1"} and set(table["horizon"]) == set(table["default_horizon"]) == {200}
+    assert "models/agents/door/maq_rlpd/seed3" in table["model_path"].to_list()
     official = ["normalized_score_mean", "normalized_score_std", "raw_reward_mean", "raw_reward_std", "length_mean",
                 "length_std", "success_rate", "early_termination_rate"]
-    official += [f"{group}_{name}_{stat}" for name in DISTANCES for group in ("success", "non_success") for stat in ("mean", "std", "max", "min")]
-    official += [f"{name}_agg_{stat}" for name in DISTANCES for stat in ("mean", "std")]
-    assert not set(official) - set(table.columns)
-    assert "code_counts" not in table.columns and "dtw_state_mean_similarity" in table.columns
+    names = ["dtw_state_dtw_mean", "dtw_action_dtw_mean", "min_dtw_state_dtw_min", "min_dtw_action_dtw_min",
+             "wasserstein_state_w2_dist", "wasserstein_action_w2_dist"]
+    official += [f"{group}_{name}_{stat}" for name in names for group in ("success", "non_success") for stat in ("mean", "std", "max", "min")]
+    official += [f"{name}_agg_{stat}" for name in names for stat in ("mean", "std")]
+    assert set(table.columns[:len(identity) + len(official)]) == set(identity + official)  # the official columns first
+    ours = {"w2_state_agg_mean", "success_w2_action_min", "dtw_state_mean_similarity", "paired_dtw_state_similarity", "ldlj_ratio"}
+    assert ours <= set(table.columns)  # no official twin: our names, after the official ones
+    assert not {"method", "seed", "episodes", "task", "code_counts", "dtw_state_mean_agg_mean", "w1_state_agg_mean"} & set(table.columns)
+
+
+def _markdown_rows(section: str) -> list[list[str]]:
+    return [[cell.strip() for cell in line.split("|")[1:-1]] for line in section.splitlines() if line.startswith("| ") and "---" not in line]
 
 
 def test_task_csv_and_markdown_list_every_method(report):
     table = pl.read_csv(report.reports / f"{TASK}.csv")
-    assert table["method"].to_list() == list(METHODS) and table["n_seeds"].to_list() == [4, 4]
+    assert table["method"].to_list() == list(METHODS) and table["n_seeds"].to_list() == [4, 4, 4]
     readme = (report.reports / "README.md").read_text()
-    rows = [line for line in readme.splitlines() if line.startswith("| ") and "method" not in line]
-    assert [row.split("|")[1].strip() for row in rows] == list(METHODS)
-    assert "| sac | 4 | 25.0 [" in readme
+    across, task = readme.split("## Across tasks")[1].split(f"## {TASK} (")
+    for section in (across, task):
+        rows = _markdown_rows(section)
+        assert [row[0] for row in rows] == ["method", *METHODS, "P(MAQ+X > X)", "maq_rlpd > rlpd"]
+        assert rows[0][2:] == ["normalized score ↑", "success rate ↑", "DTW similarity ↑", "W similarity ↑", "paired DTW similarity ↑",
+                               "discriminator AUC ↓", "jerk ratio →1", "LDLJ ratio →1"]
+        assert rows[1][:2] == ["sac", "4"] and rows[1][2].startswith("25.0 [")
+        assert rows[1][6:] == ["—"] * 4  # sac measured no paired, discriminator or smoothness score
+        assert rows[-1][4:] == ["1.00 [1.00, 1.00]"] * 4  # maq_rlpd is more human-like than rlpd on each
     assert "4 seeds (1, 2, 3, 4)" in readme and "1,000 env steps" in readme
+    assert readme.index("## Across tasks") < readme.index(f"## {TASK} (")
+
+
+def test_headline_metrics_json_has_no_nan_and_the_headline_keys(report):
+    text = (REPO_ROOT / "dvc.yaml").read_text()
+    assert {"metrics/report.json": {"cache": False}} in yaml.safe_load(text)["stages"]["report"]["metrics"]
+
+    def refuse(constant):
+        raise AssertionError(f"{constant} in metrics/report.json")
+
+    metrics = json.loads((report.metrics / "report.json").read_text(), parse_constant=refuse)
+    assert set(metrics) == {"across_tasks", "per_task", "improvement"}
+    assert set(metrics["across_tasks"]) == set(METHODS) and set(metrics["across_tasks"]["sac"]) == set(metrics["per_task"][TASK]["sac"])
+    sac = metrics["across_tasks"]["sac"]["normalized_score"]
+    assert set(sac) == {"iqm", "ci_low", "ci_high"} and sac["iqm"] == pytest.approx(25.0) and sac["ci_low"] <= 25.0 <= sac["ci_high"]
+    assert metrics["per_task"][TASK]["sac"]["normalized_score"] == pytest.approx(25.0)
+    assert metrics["per_task"][TASK]["sac"]["discriminator_auc"] is None  # not measured: null
+    assert metrics["per_task"][TASK]["rlpd"]["paired_dtw_similarity"] == pytest.approx(0.22)
+    pair = metrics["improvement"]["maq_rlpd_vs_rlpd"]
+    assert pair["across_tasks"]["discriminator_auc"] == {"p": 1.0, "ci_low": 1.0, "ci_high": 1.0}
+    assert pair["per_task"][TASK]["ldlj_ratio"] == 1.0 and pair["per_task"][TASK]["dtw_similarity"] is not None
 
 
 def test_pngs_are_pictures(report):
@@ -194,7 +298,7 @@ def test_pngs_are_pictures(report):
 def test_score_plot_is_deterministic(project, tmp_path):
     table = aggregate(load_runs(ReportPaths.under(project), (TASK,), METHODS, SEEDS), report_config())
     for name in ("a.png", "b.png"):
-        save_png(plot_score_vs_humanlike(table.drop("task"), TASK), tmp_path / name)
+        save_png(plot_score_vs_humanlike(table, TASK), tmp_path / name)
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
 
 
