@@ -205,8 +205,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     except (HubError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"{config['method']} on {args.task}: normalized score {s['normalized_score_mean']:.1f}, success {s['success_rate']:.2f}, "
-          f"DTW similarity {s['dtw_state_mean_similarity']:.2f}, W1 similarity {s['w1_state_similarity']:.2f} ({s['episodes']} episodes) -> {out}")
+    shown = {"normalized score": "normalized_score_mean", "success": "success_rate", "DTW similarity": "dtw_state_mean_similarity",
+             "paired DTW similarity": "paired_dtw_state_similarity", "discriminator AUC": "discriminator_auc"}
+    numbers = ", ".join(f"{name} {s[key]:.2f}" for name, key in shown.items() if s.get(key) is not None)
+    print(f"{config['method']} on {args.task} ({cfg.protocol} protocol): {numbers} -> {out}")
     return 0
 
 

@@ -17,6 +17,12 @@ number. The official protocol (reference/MAQ.md, "Evaluation") and where this mo
   `success_held` with the task's `success_hold_steps` is D4RL's own rule.
 - Similarity scores: `similarity_score` maps a distance onto 1 = human-vs-human, 0 = random agent.
 
+Beyond the official code (issue 14), two measures that do not rest on one distance:
+- Discriminator AUC (`windows`, `discriminator_auc`): how well a classifier, cross-validated with
+  episodes grouped, tells agent (s, a) windows from human ones; 0.5 = indistinguishable.
+- Smoothness (`action_jerk`, `log_dimensionless_jerk`, `smoothness_ratio`): jerk of the actions and
+  LDLJ of the hand joints' velocities, as a ratio to the humans' median.
+
 Shapes: `T`, `U` episode lengths, `F` features (S for states, A for actions), `n`, `m` points.
 """
 

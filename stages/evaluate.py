@@ -1,12 +1,14 @@
-"""Stage `evaluate`: evaluate the trained agents of one task × method, every seed of `seeds`, by the paper's protocol.
+"""Stage `evaluate`: evaluate the trained agents of one task × method, every seed of `seeds`, by `evaluate.protocol`.
 
     python -m stages.evaluate --task door --method maq_iql
 
-One process for all seeds (as `finetune`), each seed evaluated on its own: episode i of seed s uses env seed 200·s + i, deterministic actions, the D4RL reward. Reads
+One process for all seeds (as `finetune`), each seed evaluated on its own by `evaluate.protocol`
+(pipeline/evaluation.py): paper, episode i of seed s uses env seed 200·s + i; paired, one episode
+from each human test episode's start state; deterministic actions, the D4RL reward. Reads
 models/agents/<task>/<method>/seed<s>/ (and models/codebooks/<task>/ for MAQ methods), the human
 test split of data/prepared/<task>/ and data/references/<task>/references.json; writes
-evaluations/<task>/<method>/seed<s>/ (episodes.parquet, trajectories.safetensors, summary.json)
-and metrics/evaluate/<task>/<method>/seed<s>.json.
+evaluations/<task>/<method>/seed<s>/ (episodes.parquet, trajectories.safetensors, and their paired_
+twins, summary.json) and metrics/evaluate/<task>/<method>/seed<s>.json.
 """
 
 from __future__ import annotations
@@ -43,8 +45,9 @@ def evaluate_seed(task: str, method: str, seed: int, cfg) -> None:
         out_dir=Path("evaluations") / run,
         metrics_path=Path("metrics/evaluate") / run.with_suffix(".json"),
     )
-    print(f"evaluate {task}/{method}/seed{seed}: {s['episodes']} episodes, normalized score {s['normalized_score_mean']:.1f}, "
-          f"success {s['success_rate']:.2f}, DTW similarity {s['dtw_state_mean_similarity']:.2f}, W1 similarity {s['w1_state_similarity']:.2f}")
+    shown = {"normalized score": "normalized_score_mean", "success": "success_rate", "DTW similarity": "dtw_state_mean_similarity",
+             "paired DTW similarity": "paired_dtw_state_similarity", "discriminator AUC": "discriminator_auc", "jerk ratio": "action_jerk_ratio"}
+    print(f"evaluate {task}/{method}/seed{seed}: " + ", ".join(f"{name} {s[key]:.2f}" for name, key in shown.items() if s.get(key) is not None))
 
 
 if __name__ == "__main__":
