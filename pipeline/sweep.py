@@ -137,7 +137,7 @@ def aggregate(rows: list[dict], reps: int = 2000, confidence: float = 0.95) -> l
     for (task, method, H, K), group in sorted(groups.items()):
         entry = {"task": task, "method": method, "H": H, "K": K, "n_seeds": len(group)}
         for score in SCORES:
-            iqm, low, high = iqm_interval(np.array([r[score] for r in group], dtype=np.float64), reps, confidence)
+            iqm, low, high = iqm_interval(np.array([r[score] for r in group], dtype=np.float64), reps=reps, confidence=confidence)
             entry |= {f"{score}_iqm": iqm, f"{score}_ci_low": low, f"{score}_ci_high": high}
         out.append(entry)
     return out

@@ -15,7 +15,7 @@ import yaml
 
 from pipeline.config import ReportConfig, record_param_reads
 from pipeline.evaluation import DISTANCES, similarity_scores, summarize
-from pipeline.report import (ReportPaths, Run, aggregate, improvement, iqm_curve, iqm_interval, load_runs, make_report,
+from pipeline.report import (ReportPaths, Run, aggregate, improvement, iqm_curve, iqm_interval, load_runs, make_report, pairwise_wins,
                              plot_score_vs_humanlike, save_png)
 from tests.conftest import REPO_ROOT
 from tests.test_video import random_episodes
@@ -332,3 +332,11 @@ def test_stage_reads_only_the_declared_params(tmp_path, monkeypatch):
     uncovered = {read for read in reads if not any(read == key or read.startswith(f"{key}.") for key in declared)}
     assert reads and not uncovered  # a section key (`methods`) covers its fields (`methods.maq`)
     assert (tmp_path / "reports/README.md").is_file() and (tmp_path / "evaluation_results/agent_performance_AdroitHandDoor-v1.csv").is_file()
+
+
+def test_pairwise_wins_is_rliables_probability_of_improvement():
+    from rliable import metrics
+
+    rng = np.random.default_rng(0)
+    for x, y in [(rng.normal(size=5), rng.normal(size=3)), (np.array([1.0, 2.0, 2.0]), np.array([2.0, 2.0])), (np.ones(2), np.ones(4))]:
+        assert pairwise_wins(x, y) == pytest.approx(metrics.probability_of_improvement(x[:, None], y[:, None]))
