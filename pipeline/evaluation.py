@@ -43,7 +43,6 @@ from pipeline.data.episodes import Episodes
 from pipeline.envs import make_env
 from pipeline.tasks import CONTROL_DT, get_task
 
-PROTOCOLS = ("paper", "paired", "both")
 # Distances of the paired protocol: agent episode vs the human episode from the same start state.
 PAIRED_DISTANCES = ("dtw_state", "dtw_action", "object_pose")
 # The paired protocol's human anchor: the demonstrator with these variability seeds ("people"), mean
@@ -202,12 +201,12 @@ def summarize(rows: list[dict], horizon: int) -> dict:
     return out
 
 
-def similarity_references(task: str, train: Episodes, test: Episodes, seeds: list[int], progress: bool = True,
+def similarity_references(task: str, train: Episodes, test: Episodes, random_trajectories: list[Trajectory], progress: bool = True,
                           dtw: str = "exact") -> dict:
-    """The anchors of the similarity scores, per distance: `random` (uniform random actions on
-    the evaluation seeds) and `human` (the human train episodes against the human test episodes)."""
+    """The anchors of the similarity scores, per distance: `random` (`random_trajectories`, uniform random
+    actions) and `human` (the human train episodes against the human test episodes)."""
     human_obs, human_actions = human_reference(test)
-    random_rows = trajectory_metrics(task, rollout(task, UniformRandomPolicy(train.action_dim, seed=0), seeds, progress), test, progress, dtw)
+    random_rows = trajectory_metrics(task, random_trajectories, test, progress, dtw)
     human_rows = [
         episode_metrics(task, train.obs[s], train.actions[s], train.rewards[s],
                         train.success[s] if train.success is not None else np.zeros(s.stop - s.start, bool),
@@ -329,6 +328,16 @@ def human_windows(train: Episodes, test: Episodes, meta: dict, window: int) -> l
     return episode_windows(*human_reference(train), meta, window) + episode_windows(*human_reference(test), meta, window)
 
 
+def discriminator_anchors(train: Episodes, test: Episodes, meta: dict, window: int, reps: int, random_trajectories: list[Trajectory]) -> dict:
+    """The discriminator AUC of human test vs human train episodes (≈ 0.5 expected) and of uniform-random
+    episodes judged as agents are, against every human episode (≈ 1)."""
+    test_windows = episode_windows(*human_reference(test), meta, window)
+    train_windows = episode_windows(*human_reference(train), meta, window)
+    random_windows = episode_windows([t.obs for t in random_trajectories], [t.actions for t in random_trajectories], meta, window)
+    return {"window": window, "human_test_vs_train": discriminate(test_windows, train_windows, reps),
+            "random": discriminate(random_windows, train_windows + test_windows, reps)}
+
+
 def discriminate(agent: list[np.ndarray], human: list[np.ndarray], reps: int) -> dict:
     """`discriminator_auc` of the stronger classifier (the sharper judge) with its CI, and each classifier's AUC;
     all None when a side has fewer than 2 episodes of at least one window (grouped CV cannot hold one out)."""
@@ -407,9 +416,9 @@ def run_references(task: str, cfg, prepared_dir: str | Path, out_path: str | Pat
     from pipeline.io import write_json_atomic
 
     train, test, meta = load_prepared(Path(prepared_dir))
-    seeds = episode_seeds(0, cfg.reference_episodes)
+    random_trajectories = rollout(task, UniformRandomPolicy(train.action_dim, seed=0), episode_seeds(0, cfg.reference_episodes), progress)
     references = {"dtw": cfg.dtw, "random_episodes": cfg.reference_episodes,
-                  "distances": similarity_references(task, train, test, seeds, progress, cfg.dtw), "paired": None}
+                  "distances": similarity_references(task, train, test, random_trajectories, progress, cfg.dtw), "paired": None}
     if cfg.protocol != "paper":
         try:
             references["paired"] = paired_references(task, test, meta, cfg.dtw, progress)
@@ -417,15 +426,7 @@ def run_references(task: str, cfg, prepared_dir: str | Path, out_path: str | Pat
             if cfg.protocol == "paired":
                 raise
             print(f"references {task}: no paired anchors ({e})")
-    window = cfg.discriminator_window
-    random_trajectories = rollout(task, UniformRandomPolicy(train.action_dim, seed=0), seeds, progress)
-    references["discriminator"] = {
-        "window": window,
-        "human_test_vs_train": discriminate(episode_windows(*human_reference(test), meta, window),
-                                            episode_windows(*human_reference(train), meta, window), cfg.bootstrap_reps),
-        "random": discriminate(episode_windows([t.obs for t in random_trajectories], [t.actions for t in random_trajectories], meta, window),
-                               human_windows(train, test, meta, window), cfg.bootstrap_reps),
-    }
+    references["discriminator"] = discriminator_anchors(train, test, meta, cfg.discriminator_window, cfg.bootstrap_reps, random_trajectories)
     write_json_atomic(out_path, references)
     return references
 

@@ -61,14 +61,9 @@ def discriminator_row(task: str, prepared: Path, cfg) -> dict:
     from pipeline.data.prepare import load_prepared
 
     train, test, meta = load_prepared(prepared)
-    window = cfg.discriminator_window
     random = ev.rollout(task, ev.UniformRandomPolicy(train.action_dim, seed=7), ev.episode_seeds(0, cfg.reference_episodes), progress=False)
-    return {
-        "human test vs train": ev.discriminate(ev.episode_windows(*ev.human_reference(test), meta, window),
-                                               ev.episode_windows(*ev.human_reference(train), meta, window), cfg.bootstrap_reps),
-        "random agent (seed 7)": ev.discriminate(ev.episode_windows([t.obs for t in random], [t.actions for t in random], meta, window),
-                                                 ev.human_windows(train, test, meta, window), cfg.bootstrap_reps),
-    }
+    anchors = ev.discriminator_anchors(train, test, meta, cfg.discriminator_window, cfg.bootstrap_reps, random)
+    return {"human test vs train": anchors["human_test_vs_train"], "random agent (seed 7)": anchors["random"]}
 
 
 def time_evaluation(agent_dir: Path, episodes: int, cfg) -> float:
