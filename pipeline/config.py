@@ -176,6 +176,17 @@ class Methods(Section):
 
 
 @dataclass(frozen=True)
+class MacroConfig(Section):
+    """How agents acting in codes execute a code (`finetune` of the MAQ methods; evaluation uses
+    what the agent was trained with, recorded in its config.json)."""
+
+    execute_steps: int | None  # decoded actions executed per code before the next choice: null = H, open loop (the
+    # paper); n < H is receding-horizon execution (demonstration transitions then span n steps too)
+
+    ranges: ClassVar[dict] = {"execute_steps": at_least(1)}
+
+
+@dataclass(frozen=True)
 class FinetuneConfig(Section):
     """Training every agent (`finetune` stage: one process per task × method trains all `seeds` as one
     population). Budgets are in env
@@ -259,6 +270,7 @@ class Params(Section):
     codebook: CodebookConfig
     methods: Methods
     seeds: tuple[int, ...]  # training seeds of every task × method (paper: 1, 10, 100)
+    macro: MacroConfig
     finetune: FinetuneConfig
     agents: AgentOverrides
     evaluate: EvaluateConfig
@@ -319,7 +331,7 @@ def _build_section(key: str, raw, cls):
     values = {n: _check_value(f"{key}.{n}" if key else n, raw[n], hints[n]) for n in names}
     for name, valid in getattr(cls, "ranges", {}).items():
         where = f"{key}.{name}" if key else name
-        if isinstance(valid, Range) and values[name] not in valid:
+        if isinstance(valid, Range) and values[name] is not None and values[name] not in valid:
             raise ParamsError(f"params key '{where}' is {values[name]!r}, outside its valid range {valid}")
         if isinstance(valid, tuple) and values[name] not in valid:
             raise ParamsError(f"params key '{where}' is {values[name]!r}; valid values: {', '.join(valid)}")
@@ -349,6 +361,10 @@ def parse_params(raw: dict) -> Params:
     seeds = get(params, "seeds")
     if not seeds or any(seed < 0 for seed in seeds) or len(set(seeds)) != len(seeds):
         raise ParamsError(f"params key 'seeds' must list distinct seeds ≥ 0, at least one; got {list(seeds)}")
+    execute_steps, H = get(get(params, "macro"), "execute_steps"), get(get(params, "codebook"), "H")
+    if execute_steps is not None and execute_steps > H and get(get(params, "codebook"), "source") == "train":
+        raise ParamsError(f"params key 'macro.execute_steps' is {execute_steps}, more than the {H} actions a code decodes "
+                          f"to (codebook.H); choose 1 ≤ execute_steps ≤ {H}, or null for H")
     source = get(get(params, "codebook"), "source")
     if source != "train" and not (source.startswith("hub:") and len(source) > 4):
         raise ParamsError(f"params key 'codebook.source' is {source!r}; use 'train' or 'hub:<repo>@<revision>'")

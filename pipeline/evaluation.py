@@ -1,8 +1,8 @@
 """Evaluation: seeded rollouts, per-episode metrics, and the official summary columns.
 
 Any agent is evaluated through one interface: a `ChunkPolicy` maps an observation to a chunk of
-actions `(n, A)` that is executed open loop — n = 1 for continuous agents, n = H for MAQ agents
-(the decoded macro action of the chosen code). The evaluator steps the env itself, so every
+actions `(n, A)` that is executed open loop — n = 1 for continuous agents, n = `execute_steps`
+(H by default) for MAQ agents (the first n actions of the decoded macro action of the chosen code). The evaluator steps the env itself, so every
 trajectory is recorded at env-step resolution whatever the agent.
 
 Two protocols (`evaluate.protocol: paper | paired | both`), deterministic actions, D4RL reward
@@ -370,12 +370,16 @@ def smoothness(task: str, obs_episodes: list[np.ndarray], action_episodes: list[
 # -- the evaluate and references stages --------------------------------------------------------
 class AgentPolicy:
     """A trained agent as a ChunkPolicy with deterministic actions: one action for continuous
-    agents; for MAQ agents, the decoded macro action of the chosen code, clipped to [-1, 1] as
-    `MacroActionEnv` does in training. Counts the codes played (`code_counts`)."""
+    agents; for MAQ agents, the first `agent.execute_steps` (None: H) actions of the decoded macro
+    action of the chosen code, clipped to [-1, 1], as `MacroActionEnv` does in training. Counts
+    the codes played (`code_counts`)."""
 
     def __init__(self, agent, codebook=None):
+        from pipeline.agents.macro import executed_steps
+
         self.agent, self.codebook = agent, codebook
         self.code_counts = np.zeros(codebook.K, dtype=np.int64) if codebook is not None else None
+        self.execute_steps = executed_steps(codebook, agent.execute_steps) if codebook is not None else 1
 
     def act_chunk(self, obs: np.ndarray) -> np.ndarray:
         if self.codebook is None:
@@ -383,7 +387,7 @@ class AgentPolicy:
         code = int(self.agent.act(obs, deterministic=True))
         self.code_counts[code] += 1
         macro = self.codebook.decode(np.asarray(obs, np.float32)[None], np.array([code]))[0]  # (H, A)
-        return np.clip(macro, -1.0, 1.0)
+        return np.clip(macro[: self.execute_steps], -1.0, 1.0)  # (n, A)
 
 
 def trajectories_to_episodes(trajectories: list[Trajectory]) -> Episodes:

@@ -2,7 +2,7 @@
 
     python -m stages.finetune --task door --method maq_iql
 
-Reads params.yaml `seeds`, `finetune` and `agents.<method>`, data/prepared/<task>/ and (MAQ
+Reads params.yaml `seeds`, `finetune`, `agents.<method>` and (MAQ methods) `macro`, data/prepared/<task>/ and (MAQ
 methods) models/codebooks/<task>/; writes, per seed s, models/agents/<task>/<method>/seed<s>/
 (config.json, model.safetensors, README.md), the learning curve plots/finetune/<task>/<method>/seed<s>.csv
 and metrics/finetune/<task>/<method>/seed<s>.json. Resumable from .checkpoints/finetune/<task>/<method>/
@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     run = Path(task) / method
     results = run_finetune(
         task, method, params.seeds, params.finetune, getattr(params.agents, method),
+        execute_steps=params.macro.execute_steps if METHODS[method].macro else None,
         prepared_dir=Path("data/prepared") / task,
         codebook_dir=Path("models/codebooks") / task if METHODS[method].macro else None,
         agents_dir=Path("models/agents") / run,

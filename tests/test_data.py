@@ -143,6 +143,21 @@ def test_window_reward_is_discounted_sum_and_flags_mark_the_last_step():
     assert np.all(w.steps == 2)
 
 
+def test_receding_horizon_windows_keep_H_actions_and_end_the_transition_after_n():
+    episodes = make_episodes([6])
+    full, short = make_windows(episodes, 3, gamma=0.5), make_windows(episodes, 3, gamma=0.5, execute_steps=2)
+    np.testing.assert_array_equal(short.macro, full.macro)  # the code still labels all H actions
+    np.testing.assert_array_equal(short.obs, full.obs)
+    # rewards 0..5: window t spans r_t + 0.5 r_{t+1}, and ends at s_{t+2}
+    np.testing.assert_allclose(short.reward, [0 + 0.5, 1 + 1.0, 2 + 1.5, 3 + 2.0])
+    np.testing.assert_array_equal(short.next_obs[:, 1], short.start + 1 + 0.5)
+    assert np.all(short.steps == 2) and not short.truncated.any()  # no transition reaches the episode's last step
+    np.testing.assert_array_equal(make_windows(episodes, 3, execute_steps=3).reward, make_windows(episodes, 3).reward)
+    for n in (0, 4):
+        with pytest.raises(ValueError, match="execute_steps must be in"):
+            make_windows(episodes, 3, execute_steps=n)
+
+
 def test_window_starts_and_too_short_episodes():
     episode, start = window_starts(np.array([3, 1, 2]), 2)
     assert episode.tolist() == [0, 0, 2] and start.tolist() == [0, 1, 0]

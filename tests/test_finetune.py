@@ -20,6 +20,7 @@ from pipeline.codebook import Codebook
 from pipeline.codebook.run import run_codebook
 from pipeline.config import load_params
 from pipeline.data.episodes import Episodes
+from pipeline.entry import UserError
 from pipeline.envs import make_env
 from pipeline.evaluation import DISTANCES, TRACKED_METRICS, run_evaluate, run_references
 from pipeline.methods import method_config
@@ -124,6 +125,27 @@ def test_interrupted_run_resumes_to_identical_weights(project, method):
     for name, optimizer in straight.agent.optimizers().items():
         for key, value in optimizer.state_tensors().items():
             assert torch.equal(value, resumed.agent.optimizers()[name].state_tensors()[key]), (name, key)
+
+
+def test_receding_horizon_agents_record_execute_steps_and_are_evaluated_with_it(project):
+    """execute_steps=2 of H=4: online macros and demo transitions span 2 env steps, the agent
+    records n, and evaluation plays 2 actions per code (so one code per 2 steps)."""
+    result = finetune(project, "maq_iql", "receding", execute_steps=2)
+    buffer = result.members[0].buffers["online"]  # maq_iql: the demonstrations, then its own experience
+    assert set(buffer.data["demo"][: buffer.size].tolist()) == {True, False}
+    assert set(buffer.data["steps"][: buffer.size].tolist()) == {2}  # 200-step episodes: no shorter last macro
+    agent_dir = project / "runs" / "receding" / "agents" / "seed1"
+    assert json.loads((agent_dir / "config.json").read_text())["execute_steps"] == 2
+    assert "the first 2 of the 4 decoded actions" in (agent_dir / "README.md").read_text()
+    from pipeline.evaluation import AgentPolicy
+
+    codebook = Codebook.from_pretrained(project / "codebook")
+    policy = AgentPolicy(load_agent(agent_dir, codebook=codebook), codebook)
+    assert policy.act_chunk(np.zeros(S, np.float32)).shape == (2, A)
+    with pytest.raises(UserError, match="macro.execute_steps: .*1 ≤ execute_steps ≤ 4"):
+        finetune(project, "maq_iql", "too-long", execute_steps=5)
+    with pytest.raises(ValueError, match="execute_steps is for methods acting in codes"):
+        finetune(project, "iql", "continuous", execute_steps=2)
 
 
 def test_checkpoint_of_another_run_is_ignored(project, capsys):

@@ -71,6 +71,21 @@ def test_step_executes_macro_and_discounts_reward():
     assert reward == pytest.approx(4 + 0.9 * 5 + 0.81 * 6)
 
 
+def test_receding_horizon_executes_the_first_n_decoded_actions():
+    inner = CountingEnv()
+    env = MacroActionEnv(inner, FakeCodebook(H=3), gamma=0.9, execute_steps=2)
+    env.reset(seed=0)
+    obs, reward, _, _, info = env.step(2)
+    assert info["steps"] == 2 and obs[0] == 2 and len(inner.executed) == 2
+    assert reward == pytest.approx(1 + 0.9 * 2)
+    np.testing.assert_array_equal(info["actions"], np.full((2, 2), 0.5, np.float32))
+    _, reward, *_ = env.step(0)  # the next code is chosen at s_2
+    assert reward == pytest.approx(3 + 0.9 * 4)
+    for n in (0, 4):
+        with pytest.raises(ValueError, match="1 ≤ execute_steps ≤ 3"):
+            MacroActionEnv(CountingEnv(), FakeCodebook(H=3), execute_steps=n)
+
+
 def test_decoded_actions_are_clipped_to_the_env_bounds():
     inner = CountingEnv()
     env = MacroActionEnv(inner, FakeCodebook(H=2), gamma=0.99)

@@ -53,6 +53,8 @@ def test_repo_params_load():
         (lambda p: p["agents"].update(iql={"hidden": "big"}), "agents.iql.hidden is 'big', which is not a valid tuple"),
         (lambda p: p["agents"].update(sac={"gamma": 1.5}), "agents.sac.gamma is 1.5, outside its valid range [0, 1]"),
         (lambda p: p["codebook"].update(lr=float("nan")), "'codebook.lr' must be a finite number, got nan"),
+        (lambda p: p["macro"].update(execute_steps=0), "'macro.execute_steps' is 0, outside its valid range [1, inf)"),
+        (lambda p: p["macro"].update(execute_steps=10), "'macro.execute_steps' is 10, more than the 9 actions a code decodes to"),
     ],
 )
 def test_bad_params_name_the_key(edit, message):

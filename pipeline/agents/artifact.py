@@ -1,7 +1,9 @@
 """Saving and loading an agent: `config.json` + `model.safetensors` in one directory.
 
 `config.json` holds everything needed to rebuild the agent (method, obs size, action space,
-the backend config, the hash of the codebook it acts with) and `format_version`. Weights include
+the backend config, the hash of the codebook it acts with and, for MAQ agents, `execute_steps`:
+the decoded actions it executes per code, absent in agents saved before it existed = H) and
+`format_version`. Weights include
 the temperature and the observation normalizer (buffers). No pickles. An agent saved with a
 codebook hash refuses to load against a codebook with another hash.
 """
@@ -46,6 +48,7 @@ def save_agent(agent: Agent, directory: str | Path, codebook_hash: str | None = 
         "action_space": space_to_dict(agent.action_space),
         "config": asdict(agent.config),
         "codebook_hash": codebook_hash,
+        "execute_steps": agent.execute_steps,
         "info": info or {},
     })
     return directory
@@ -75,6 +78,7 @@ def load_agent(directory: str | Path, codebook=None, device=None) -> Agent:
     except Exception as e:
         raise ValueError(f"{directory / WEIGHTS_FILE} cannot be read ({e}); re-run the stage that wrote it") from e
     agent.load_state_dict(weights)
+    agent.execute_steps = meta.get("execute_steps")
     return agent
 
 
@@ -89,7 +93,7 @@ def curve_csv(curve: list[dict]) -> str:
 
 
 def agent_card(task: str, method: str, seed: int, config, cfg, overrides: dict, meta: dict,
-               codebook, curve: list[dict], metrics: dict) -> str:
+               codebook, curve: list[dict], metrics: dict, execute_steps: int | None = None) -> str:
     """The model card (README.md) of a trained agent."""
     from pipeline.config import section_to_dict
     from pipeline.methods import METHODS
@@ -108,6 +112,8 @@ def agent_card(task: str, method: str, seed: int, config, cfg, overrides: dict, 
     ]
     if codebook is not None:
         lines.append(f"| codebook | H={codebook.H}, K={codebook.K}, sha256 `{codebook.hash}` |")
+        lines.append(f"| execution | the first {execute_steps} of the {codebook.H} decoded actions of each code, open loop "
+                     f"(`macro.execute_steps`) |")
     lines += [
         f"| budget | {metrics['env_steps']} env steps, {metrics['offline_updates']} offline updates, {metrics['online_updates']} online update rounds |",
         f"| population | trained together with {metrics['population'] - 1} other seeds (results do not depend on them) |",

@@ -78,6 +78,9 @@ class Agent(nn.Module):
     """
 
     method: str = ""  # registry name, set by the builder
+    # agents acting in codes: decoded actions executed per code before the next choice (n ≤ H;
+    # None: the codebook's H). Set by the training run, saved with the agent, used by evaluation.
+    execute_steps: int | None = None
 
     def __init__(self, obs_dim: int, action_space: gym.Space, config: Any, device: torch.device, seeds: Sequence[int]):
         super().__init__()
@@ -262,7 +265,7 @@ class Agent(nn.Module):
     def member(self, i: int) -> "Agent":
         """Member i alone: a new population of one with its weights (no optimizer state)."""
         one = type(self)(self.obs_dim, self.action_space, self.config, self.device, seeds=(self.seeds[i],))
-        one.method = self.method
+        one.method, one.execute_steps = self.method, self.execute_steps
         one.load_state_dict(self.member_state_dict(i))
         one.generators[0].set_state(self.generators[i].get_state())
         return one

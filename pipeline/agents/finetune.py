@@ -1,6 +1,6 @@
 """The finetune run: every seed of one task × method trained as one population, written per seed.
 
-    run_finetune(task, method, seeds, cfg, overrides, prepared_dir=..., codebook_dir=...,
+    run_finetune(task, method, seeds, cfg, overrides, execute_steps=None, prepared_dir=..., codebook_dir=...,
                  agents_dir=..., curves_dir=..., metrics_dir=..., checkpoint_dir=...)
 
 writes, for each seed s, `agents_dir/seed<s>/` (config.json, model.safetensors, README.md),
@@ -9,7 +9,9 @@ wrote, so `evaluate` and `report` read them unchanged.
 
 How each method uses the demonstrations (the train split of `prepare`) is in
 `pipeline.agents.train.make_member`; MAQ methods act in codes through `MacroActionEnv` over the
-task's codebook, and their demonstrations are the train windows labelled with the encoder's codes.
+task's codebook, executing the first `execute_steps` (`macro.execute_steps`; None: H) decoded
+actions per code, and their demonstrations are the train windows labelled with the encoder's
+codes, as transitions over the same number of steps.
 Budgets are env steps (`cfg.env_steps`). The learning curve is evaluated after the offline phase
 (env step 0), every `cfg.eval_every` env steps and at the end, on `cfg.eval_episodes`
 deterministic episodes with env seeds `CURVE_SEED + i`, by the same rollout and success rule
@@ -28,7 +30,7 @@ import torch
 from pipeline.agents import AGENTS
 from pipeline.agents.artifact import agent_card, curve_csv, save_agent
 from pipeline.agents.checkpoint import load_population, run_fingerprint, save_population
-from pipeline.agents.macro import MacroActionEnv, macro_transitions
+from pipeline.agents.macro import MacroActionEnv, executed_steps, macro_transitions
 from pipeline.agents.networks import default_device
 from pipeline.agents.base import Agent
 from pipeline.agents.train import Member, Schedule, make_member, train_population
@@ -36,6 +38,7 @@ from pipeline.config import FinetuneConfig, section_to_dict
 from pipeline.data.episodes import Episodes
 from pipeline.data.prepare import load_prepared
 from pipeline.data.windows import make_windows
+from pipeline.entry import UserError
 from pipeline.envs import make_env
 from pipeline.evaluation import AgentPolicy, rollout
 from pipeline.io import remove_checkpoint, write_json_atomic, write_text_atomic
@@ -47,11 +50,11 @@ CHECKPOINT_FILE = "checkpoint.safetensors"
 CURVE_SEED = 100_000  # env seeds of the learning-curve evaluations: CURVE_SEED + i
 
 
-def demonstration_batch(train: Episodes, codebook, gamma: float) -> dict[str, np.ndarray]:
+def demonstration_batch(train: Episodes, codebook, gamma: float, execute_steps: int | None = None) -> dict[str, np.ndarray]:
     """The demonstrations as replay rows: per step for continuous methods, per H-step window
-    (labelled with its code) for MAQ methods."""
+    (labelled with its code, a transition over its first `execute_steps`) for MAQ methods."""
     if codebook is not None:
-        return macro_transitions(make_windows(train, codebook.H, gamma), codebook).as_batch()
+        return macro_transitions(make_windows(train, codebook.H, gamma, execute_steps), codebook).as_batch()
     return {
         "obs": train.obs, "action": train.actions, "reward": train.rewards, "next_obs": train.next_obs,
         "terminal": train.terminations, "steps": np.ones(train.n_steps, np.int64), "demo": np.ones(train.n_steps, bool),
@@ -75,7 +78,8 @@ class FinetuneResult:
     resumed: bool
 
 
-def run_finetune(task: str, method: str, seeds, cfg: FinetuneConfig, overrides: dict, *, prepared_dir: str | Path,
+def run_finetune(task: str, method: str, seeds, cfg: FinetuneConfig, overrides: dict, *, execute_steps: int | None = None,
+                 prepared_dir: str | Path,
                  codebook_dir: str | Path | None, agents_dir: str | Path, curves_dir: str | Path, metrics_dir: str | Path,
                  checkpoint_dir: str | Path, progress: bool = True, stop_after_env_steps: int | None = None) -> FinetuneResult:
     """Train every seed of `task` × `method` and write their outputs. `stop_after_env_steps` stops
@@ -96,21 +100,29 @@ def run_finetune(task: str, method: str, seeds, cfg: FinetuneConfig, overrides: 
         if codebook_dir is None:
             raise ValueError(f"{method} acts in codes: pass the codebook directory (models/codebooks/{task})")
         codebook = Codebook.from_pretrained(codebook_dir)
-    demos = demonstration_batch(train, codebook, config.gamma)
+        try:
+            execute_steps = executed_steps(codebook, execute_steps)
+        except ValueError as e:
+            raise UserError(f"macro.execute_steps: {e}") from None
+    elif execute_steps is not None:
+        raise ValueError(f"{method} acts in continuous actions: execute_steps is for methods acting in codes")
+    demos = demonstration_batch(train, codebook, config.gamma, execute_steps)
 
     def member_env():
         env = make_env(task)
-        return MacroActionEnv(env, codebook, config.gamma) if codebook is not None else env
+        return MacroActionEnv(env, codebook, config.gamma, execute_steps) if codebook is not None else env
 
     envs = [member_env() for _ in seeds]
     agent = entry(envs[0].observation_space.shape[0], envs[0].action_space, config, device, seeds=seeds)
+    agent.execute_steps = execute_steps
     agent.set_obs_stats(train.obs.mean(0), train.obs.std(0))
     capacity = max(1, min(config.buffer_size, cfg.env_steps))  # agent steps never exceed env steps
     members = [make_member(agent, s, env, demos, capacity, entry.offline_phase) for s, env in zip(seeds, envs)]
 
     checkpoint = Path(checkpoint_dir) / CHECKPOINT_FILE
     settings = {k: v for k, v in section_to_dict(cfg).items() if k not in ("checkpoint_every", "threads", "device")}
-    fingerprint = run_fingerprint(task, method, seeds, asdict(config), settings, codebook.hash if codebook else None, demos=demos)
+    fingerprint = run_fingerprint(task, method, seeds, asdict(config), settings, codebook.hash if codebook else None,
+                                  execute_steps, demos=demos)
     resumed = load_population(checkpoint, agent, members, fingerprint)
     if resumed:
         c = members[0].counters
@@ -146,7 +158,8 @@ def run_finetune(task: str, method: str, seeds, cfg: FinetuneConfig, overrides: 
                 "data_source_sha256": meta["source_sha256"], "finetune": section_to_dict(cfg), "overrides": dict(overrides)}
         out_dir = Path(agents_dir) / f"seed{m.seed}"
         save_agent(agent.member(i), out_dir, codebook_hash=codebook.hash if codebook else None, info=info)
-        write_text_atomic(out_dir / "README.md", agent_card(task, method, m.seed, config, cfg, overrides, meta, codebook, c.curve, metrics))
+        write_text_atomic(out_dir / "README.md", agent_card(task, method, m.seed, config, cfg, overrides, meta, codebook, c.curve,
+                                                                  metrics, execute_steps))
         write_text_atomic(Path(curves_dir) / f"seed{m.seed}.csv", curve_csv(c.curve))
         write_json_atomic(Path(metrics_dir) / f"seed{m.seed}.json", metrics)
         results.append({**metrics, "train_seconds": seconds})  # of the whole population

@@ -1,14 +1,17 @@
 """The macro-action layer: acting in codes, and demonstrations as macro transitions.
 
-`MacroActionEnv(env, codebook, gamma)` turns any env into one whose action space is
-Discrete(K): `step(code)` decodes `(obs, code)` into H actions and runs them open loop, stopping
-early when the episode ends. It returns `R = Σ_j γ^j r_{t+j}` over the h ≤ H executed steps and
-`info["steps"] = h`, so a learner bootstraps with `γ^h`. `terminated` is true only when the env
+`MacroActionEnv(env, codebook, gamma, execute_steps)` turns any env into one whose action space
+is Discrete(K): `step(code)` decodes `(obs, code)` into H actions and runs the first n =
+`execute_steps` of them open loop (n = H by default: the paper's method; n < H is receding-horizon
+execution, choosing the next code after n steps), stopping early when the episode ends. It
+returns `R = Σ_j γ^j r_{t+j}` over the h ≤ n executed steps and `info["steps"] = h`, so a learner
+bootstraps with `γ^h`. `terminated` is true only when the env
 terminated; a time-limit truncation is reported as `truncated` (and must not stop bootstrapping).
 The official MAQ code sums rewards undiscounted and treats time limits as terminal; this does not.
 
 `macro_transitions(windows, codebook)` labels each demonstration window with its code, giving
-the clean offline transition `(s_t, k_t, R_t, s_{t+H}, terminal, H)` per window.
+the clean offline transition `(s_t, k_t, R_t, s_{t+n}, terminal, n)` per window (windows cut
+with the same `execute_steps`: `make_windows(episodes, H, gamma, execute_steps)`).
 """
 
 from __future__ import annotations
@@ -38,12 +41,22 @@ class Codebook(Protocol):
         ...
 
 
+def executed_steps(codebook: Codebook, execute_steps: int | None) -> int:
+    """n, the decoded actions executed per code: `execute_steps`, or H when None; 1 ≤ n ≤ H."""
+    n = codebook.H if execute_steps is None else int(execute_steps)
+    if not 1 <= n <= codebook.H:
+        raise ValueError(f"execute_steps is {execute_steps}, but a code of this codebook decodes to H={codebook.H} "
+                         f"actions: choose 1 ≤ execute_steps ≤ {codebook.H} (or null for H)")
+    return n
+
+
 class MacroActionEnv(gym.Wrapper):
-    """Act with codes: each step executes the decoded H-step macro action open loop.
+    """Act with codes: each step executes the first n (default H) actions of the decoded macro
+    action open loop.
 
     Decoded actions are clipped to the env's action bounds before execution (a decoder output is
     not guaranteed to lie inside them). `info` holds the last env step's info plus:
-      steps     h, env steps executed (h < H only if the episode ended inside the macro)
+      steps     h, env steps executed (h < n only if the episode ended inside the macro)
       rewards   (h,) the per-step rewards
       success   (h,) bool, each step's `info["success"]` (False when the env has none)
       actions   (h, A) the executed actions
@@ -54,12 +67,13 @@ class MacroActionEnv(gym.Wrapper):
     bit, at a fraction of the per-step cost. Any other env is stepped one action at a time.
     """
 
-    def __init__(self, env: gym.Env, codebook: Codebook, gamma: float = 0.99):
+    def __init__(self, env: gym.Env, codebook: Codebook, gamma: float = 0.99, execute_steps: int | None = None):
         super().__init__(env)
         if not isinstance(env.action_space, gym.spaces.Box):
             raise TypeError(f"MacroActionEnv needs a Box action space underneath, got {env.action_space!r}")
         self.codebook = codebook
         self.gamma = gamma
+        self.execute_steps = executed_steps(codebook, execute_steps)
         self.action_space = gym.spaces.Discrete(codebook.K)
         self.runner = OpenLoopRunner.of(env)  # None: step the env
         self._obs: np.ndarray | None = None
@@ -77,7 +91,7 @@ class MacroActionEnv(gym.Wrapper):
             raise ValueError(f"code {code} is outside [0, {self.codebook.K})")
         space = self.env.action_space
         macro = self.codebook.decode(np.asarray(self._obs, np.float32)[None], np.array([code]))[0]  # (H, A)
-        actions = np.clip(macro, space.low, space.high).astype(space.dtype)  # (H, A)
+        actions = np.clip(macro[: self.execute_steps], space.low, space.high).astype(space.dtype)  # (n, A)
         if self.runner is not None:
             obs, rewards, success, terminated, truncated, info = self.runner.run(actions)
         else:
@@ -88,7 +102,7 @@ class MacroActionEnv(gym.Wrapper):
         reward = float(rewards @ self.gamma ** np.arange(len(rewards)))
         return obs, reward, bool(terminated), bool(truncated and not terminated), info
 
-    def _step_each(self, actions: np.ndarray):  # (H, A)
+    def _step_each(self, actions: np.ndarray):  # (n, A)
         """Step the env with each action in turn until the episode ends; the runner's results."""
         rewards, success = [], []
         for action in actions:
@@ -105,9 +119,9 @@ class MacroTransitions:
     obs: np.ndarray  # (N, S) s_t
     code: np.ndarray  # (N,) int64, the encoder's code of (s_t, a_{t:t+H})
     reward: np.ndarray  # (N,) Σ_j γ^j r_{t+j}
-    next_obs: np.ndarray  # (N, S) s_{t+H}
+    next_obs: np.ndarray  # (N, S) s_{t+n}
     terminal: np.ndarray  # (N,) bool
-    steps: np.ndarray  # (N,) int64, H
+    steps: np.ndarray  # (N,) int64, n (the windows' execute_steps)
 
     def __len__(self) -> int:
         return len(self.obs)
