@@ -1,10 +1,11 @@
-"""Making Adroit envs, always with the D4RL dense reward.
+"""Making Adroit envs by D4RL's protocol: its dense reward, its episode length and termination.
 
 gymnasium-robotics 1.4.2 flipped the sign of the reach term of door, hammer and relocate: it pays
 `+0.1 * ||palm - object||` (a bonus for being *far* from the object) where D4RL, and therefore
-every D4RL-derived dataset, pays `-0.1 * ||palm - object||`. `D4RLReward` subtracts
+every D4RL-derived dataset, pays `-0.1 * ||palm - object||`. `D4RLProtocol` subtracts
 `0.2 * ||palm - object||` so that online rewards equal the rewards stored in the datasets. Pen
-has no reach term and is passed through unchanged.
+has no reach term; its reward is passed through unchanged, but its episode follows D4RL's
+`pen-v0`: 100 steps (`Task.horizon`), terminated when the pen drops below `Task.drop_height`.
 
 `OpenLoopRunner` runs a macro action's steps straight on such an env's simulator, bit-identical
 to stepping the wrappers but at close to the simulator's own speed.
@@ -55,29 +56,40 @@ def d4rl_reward(gymnasium_reward: float, distance: float) -> float:
     return float(gymnasium_reward) - 2 * REACH_COEF * distance
 
 
-class D4RLReward(gym.Wrapper):
-    """Return D4RL's dense reward: undo gymnasium-robotics 1.4.2's sign flip of the reach term.
+def dropped(task: Task, env: gym.Env) -> bool:
+    """D4RL's pen termination: the object's centre is below `task.drop_height` (never, without one)."""
+    if task.drop_height is None:
+        return False
+    sim = env.unwrapped
+    return sim.data.xpos.item(sim.obj_body_id, 2) < task.drop_height
 
-    The env computed `r_env = +0.1 d + rest`; D4RL's reward is `-0.1 d + rest = r_env - 0.2 d`,
-    with `d` the palm-object distance after the step. `info["gymnasium_reward"]` keeps the
-    env's own value for comparison.
+
+class D4RLProtocol(gym.Wrapper):
+    """Return D4RL's dense reward, and end an episode where D4RL does.
+
+    Reward: undo gymnasium-robotics 1.4.2's sign flip of the reach term. The env computed
+    `r_env = +0.1 d + rest`; D4RL's reward is `-0.1 d + rest = r_env - 0.2 d`, with `d` the
+    palm-object distance after the step. `info["gymnasium_reward"]` keeps the env's own value.
+    Termination: on pen, when the pen has dropped (`dropped`); the Adroit envs themselves never
+    terminate. The episode length is the TimeLimit's, set by `make_env` from `Task.horizon`.
     """
 
-    def __init__(self, env: gym.Env, task_name: str):
+    def __init__(self, env: gym.Env, task: Task):
         super().__init__(env)
-        self.task_name = task_name
+        self.task = task
+        self.task_name = task.name
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
         info = dict(info)
         info["gymnasium_reward"] = float(reward)
         reward = d4rl_reward(reward, reach_distance(self.task_name, self.env))
-        return obs, reward, terminated, truncated, info
+        return obs, reward, terminated or dropped(self.task, self.env), truncated, info
 
 
 # Each task's dense reward and success, read off the simulator after a step. `bind(env)` takes
 # views of the env's MjData once and returns `step_reward()` → (the env's own reward, the reach
-# distance, success) for the current state. Each body repeats gymnasium-robotics 1.4.2's
+# distance, success) for the current state (termination is `dropped`'s, read the same way). Each body repeats gymnasium-robotics 1.4.2's
 # `step` operation for operation, in its order (`_norm` for `np.linalg.norm`), so its values are
 # the gym path's to the bit; `tests/test_macro_env.py` checks that against the wrapper chain.
 StepReward = Callable[[], tuple[float, float, bool]]
@@ -184,13 +196,13 @@ _STEP_REWARD: dict[str, tuple[str, Callable[[gym.Env], StepReward]]] = {
 class OpenLoopRunner:
     """Run a sequence of actions on an env made by `make_env`, straight on the simulator.
 
-    Stepping the wrapper chain (D4RLReward → TimeLimit → OrderEnforcing → PassiveEnvChecker →
+    Stepping the wrapper chain (D4RLProtocol → TimeLimit → OrderEnforcing → PassiveEnvChecker →
     Adroit env) costs more Python per step than a macro action can afford, and builds an
     observation and info dict per step that an open-loop macro throws away. `run(actions)` does
     what `env.step` does per action, with the same bits: clip to [-1, 1], `ctrl = act_mean +
     a · act_rng`, `mj_step(nstep=frame_skip)`, the env's reward and success via `_STEP_REWARD`, the
-    D4RL reward via `d4rl_reward`, and the TimeLimit count; and builds only the last observation
-    and info. Adroit envs never terminate, so only the time limit ends a run early.
+    D4RL reward via `d4rl_reward`, D4RL's termination (`dropped`) and the TimeLimit count; and
+    builds only the last observation and info. A run ends early at a termination or the time limit.
 
     gymnasium's MujocoEnv calls `mj_rnePostConstraint` after every step; it only fills derived
     force fields (cacc, cfrc_int, cfrc_ext) that no observation, reward or later step reads, so
@@ -201,14 +213,14 @@ class OpenLoopRunner:
     """
 
     def __init__(self, sim: gym.Env, time_limit: gym.wrappers.TimeLimit,
-                 order: gym.wrappers.OrderEnforcing, bind: Callable[[gym.Env], StepReward]):
-        self.sim, self.time_limit, self.order, self.bind = sim, time_limit, order, bind
+                 order: gym.wrappers.OrderEnforcing, bind: Callable[[gym.Env], StepReward], task: Task):
+        self.sim, self.time_limit, self.order, self.bind, self.task = sim, time_limit, order, bind, task
 
     @classmethod
     def of(cls, env: gym.Env) -> OpenLoopRunner | None:
         """The runner for `env` if it is exactly `make_env`'s wrapper chain around a dense-reward
         Adroit env that does not render to a window; None for any other env (step it instead)."""
-        if not isinstance(env, D4RLReward) or env.task_name not in _STEP_REWARD:
+        if not isinstance(env, D4RLProtocol) or env.task_name not in _STEP_REWARD:
             return None
         class_name, bind = _STEP_REWARD[env.task_name]
         time_limit, order = env.env, getattr(env.env, "env", None)
@@ -221,14 +233,14 @@ class OpenLoopRunner:
             return None
         if sim.sparse_reward or sim.render_mode == "human":
             return None
-        return cls(sim, time_limit, order, bind)
+        return cls(sim, time_limit, order, bind, env.task)
 
     def run(self, actions: np.ndarray):  # (H, A) inside the action space
-        """Execute `actions` in order, stopping at the time limit.
+        """Execute `actions` in order, stopping at a termination or the time limit.
 
         Returns (obs after the last executed step, rewards (h,) D4RL, success (h,) bool,
         terminated, truncated, info of the last step: `success` (a bool) and `gymnasium_reward`,
-        the keys `D4RLReward` gives).
+        the keys `D4RLProtocol` gives).
         `rewards[j]`, `success[j]` and the obs are what `env.step(actions[j])` would have returned.
         """
         if not self.order.has_reset:
@@ -240,26 +252,32 @@ class OpenLoopRunner:
         ctrl = sim.act_mean + np.clip(actions[:h], -1.0, 1.0) * sim.act_rng  # (h, nu)
         step_reward = self.bind(sim)
         rewards, success = np.empty(h), np.empty(h, dtype=bool)
+        terminated, drops = False, self.task.drop_height is not None
         for j in range(h):
             ctrl_buffer[:] = ctrl[j]
             mujoco.mj_step(model, data, nstep=sim.frame_skip)
             gymnasium_reward, distance, success[j] = step_reward()
             rewards[j] = d4rl_reward(gymnasium_reward, distance)
+            if drops and dropped(self.task, sim):
+                terminated, h = True, j + 1
+                rewards, success = rewards[:h], success[:h]
+                break
         mujoco.mj_rnePostConstraint(model, data)
         limit._elapsed_steps += h
         truncated = limit._elapsed_steps >= limit._max_episode_steps
         info = {"success": bool(success[-1]), "gymnasium_reward": float(gymnasium_reward)}
-        return sim._get_obs(), rewards, success, False, truncated, info
+        return sim._get_obs(), rewards, success, terminated, truncated, info
 
 
-def make_env(task: str | Task, *, render_mode: str | None = None, **kwargs) -> gym.Env:
-    """The task's Adroit env with the D4RL reward (and the standard 200-step time limit)."""
+def make_env(task: str | Task, *, render_mode: str | None = None, max_episode_steps: int | None = None, **kwargs) -> gym.Env:
+    """The task's Adroit env by D4RL's protocol: its reward and termination, and `Task.horizon`
+    steps (or `max_episode_steps`: the demonstrator records `Task.demo_horizon`)."""
     task = get_task(task) if isinstance(task, str) else task
     with warnings.catch_warnings():
-        # gymnasium-robotics warns that the v1 rewards changed in 1.2.1; D4RLReward is our answer.
+        # gymnasium-robotics warns that the v1 rewards changed in 1.2.1; D4RLProtocol is our answer.
         warnings.filterwarnings("ignore", message=".*reward functions were updated.*")
         import gymnasium_robotics
 
         gym.register_envs(gymnasium_robotics)
-        env = gym.make(task.env_id, render_mode=render_mode, **kwargs)
-    return D4RLReward(env, task.name)
+        env = gym.make(task.env_id, render_mode=render_mode, max_episode_steps=max_episode_steps or task.horizon, **kwargs)
+    return D4RLProtocol(env, task)

@@ -5,8 +5,12 @@ actions `(n, A)` that is executed open loop — n = 1 for continuous agents, n =
 (H by default) for MAQ agents (the first n actions of the decoded macro action of the chosen code). The evaluator steps the env itself, so every
 trajectory is recorded at env-step resolution whatever the agent.
 
-Two protocols (`evaluate.protocol: paper | paired | both`), deterministic actions, D4RL reward
-(`make_env`) in both:
+Two protocols (`evaluate.protocol: paper | paired | both`), deterministic actions, D4RL's reward,
+termination and episode length (`make_env`: pen 100 steps, ending when the pen drops; the others
+200) in both. Human episodes are compared over their first `Task.horizon` steps (`human_splits`):
+pen's demonstrations, like D4RL's pen-human data, run 200 steps. (The official code compares its
+100-step pen episodes with the whole 200-step demonstrations, so every pen distance carries the
+half of the human episode no agent can match.)
 
 - paper (reference/MAQ.md): episode i of base seed s uses env seed `200·s + i`; each agent episode
   is compared with every held-out human test episode (DTW, Wasserstein). Anchors: uniform-random
@@ -131,6 +135,17 @@ def rollout(task: str, policy: ChunkPolicy, seeds: list[int], progress: bool = T
     return trajectories
 
 
+def human_splits(task: str, prepared_dir: str | Path) -> tuple[Episodes, Episodes, dict]:
+    """The prepared train and test splits as evaluation compares agents with them: each episode's
+    first `Task.horizon` steps (pen's demonstrations run 200 steps, its episodes 100: D4RL's
+    protocol), and the prepared meta."""
+    from pipeline.data.prepare import load_prepared
+
+    train, test, meta = load_prepared(Path(prepared_dir))
+    horizon = get_task(task).horizon
+    return train.first_steps(horizon), test.first_steps(horizon), meta
+
+
 def human_reference(test: Episodes) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per-episode observation and action sequences of the human test split."""
     return [test.obs[s] for s in test.episode_slices()], [test.actions[s] for s in test.episode_slices()]
@@ -253,15 +268,16 @@ def check_paired_starts(trajectories: list[Trajectory], test: Episodes) -> None:
 
 def demonstrator_trajectories(task: str, seeds: list[int], person: int, progress: bool = True) -> list[Trajectory]:
     """Synthetic "other people": the demonstrator from env seed s with variability seed offset `person`."""
-    from pipeline.demonstrator.dataset import run_episode
+    from pipeline.demonstrator.dataset import demonstration_env, run_episode
 
-    env = make_env(task)
+    env, horizon = demonstration_env(task), get_task(task).horizon
     trajectories = []
     for seed in tqdm(seeds, desc=f"person {person} {task}", disable=not progress, unit="ep"):
-        ep = run_episode(task, env, seed, person=person)
+        ep = run_episode(task, env, seed, person=person)  # recorded like the demonstrations, then cut like them (human_splits)
+        T = min(len(ep["actions"]), horizon)
         trajectories.append(Trajectory(
-            seed=seed, obs=ep["observations"][:-1].astype(np.float32), next_obs=ep["observations"][1:].astype(np.float32),
-            actions=ep["actions"], rewards=ep["rewards"], success=ep["success"], terminated=bool(ep["terminations"][-1]),
+            seed=seed, obs=ep["observations"][:T].astype(np.float32), next_obs=ep["observations"][1 : T + 1].astype(np.float32),
+            actions=ep["actions"][:T], rewards=ep["rewards"][:T], success=ep["success"][:T], terminated=bool(ep["terminations"][T - 1]),
         ))
     env.close()
     return trajectories
@@ -416,10 +432,9 @@ def run_references(task: str, cfg, prepared_dir: str | Path, out_path: str | Pat
     """Compute and store the anchors of a task's human-likeness scores: the paper protocol's
     (`distances`), the paired protocol's (`paired`, null where the data has no start states) and the
     discriminator's (`discriminator`: human test vs human train, and the random agent)."""
-    from pipeline.data.prepare import load_prepared
     from pipeline.io import write_json_atomic
 
-    train, test, meta = load_prepared(Path(prepared_dir))
+    train, test, meta = human_splits(task, prepared_dir)
     random_trajectories = rollout(task, UniformRandomPolicy(train.action_dim, seed=0), episode_seeds(0, cfg.reference_episodes), progress)
     references = {"dtw": cfg.dtw, "random_episodes": cfg.reference_episodes,
                   "distances": similarity_references(task, train, test, random_trajectories, progress, cfg.dtw), "paired": None}
@@ -464,13 +479,12 @@ def run_evaluate(task: str, method: str, seed: int, cfg, *, agent_dir: str | Pat
 
     from pipeline.agents import load_agent
     from pipeline.codebook import Codebook
-    from pipeline.data.prepare import load_prepared
     from pipeline.io import atomic_path, write_json_atomic
 
     torch.set_num_threads(1)  # beside the simulator; and the thread count changes the bits (pipeline/numerics.py)
     codebook = Codebook.from_pretrained(codebook_dir) if codebook_dir is not None else None
     agent = load_agent(agent_dir, codebook=codebook, device="cpu")
-    train, test, meta = load_prepared(Path(prepared_dir))
+    train, test, meta = human_splits(task, prepared_dir)
     references = load_references(references_path, cfg)
     if cfg.protocol != "paper" and references["paired"] is None:
         if cfg.protocol == "paired":

@@ -1,8 +1,15 @@
 """The task registry: the four Adroit hand tasks of D4RL, as simulated by gymnasium-robotics 1.4.2.
 
 One `Task` per task holds everything the pipeline needs to know about it: the env id, the
-observation and action sizes, the episode horizon, the success rule, the D4RL reference returns
-used to normalize scores, and the Minari id of the human demonstrations.
+observation and action sizes, the episode horizon and termination, the success rule, the D4RL
+reference returns used to normalize scores, and the Minari id of the human demonstrations.
+
+Episodes follow D4RL's protocol, for which its reference scores were measured: 200 steps on door,
+hammer and relocate; on pen 100 steps, ending early when the pen drops (`drop_height`), as
+D4RL's `pen-v0` and the official MAQ evaluation do. gymnasium-robotics' `AdroitHandPen-v1` runs
+200 steps and never terminates; there a uniform-random agent scores −24 normalized instead of ≈ 0.
+Human demonstrations are longer than pen's episodes (D4RL's pen-human: 200 steps; `demo_horizon`):
+they are recorded at 200 steps, and evaluation compares agents with their first `horizon` steps.
 """
 
 from __future__ import annotations
@@ -20,7 +27,8 @@ class Task:
     env_id: str
     obs_dim: int  # S
     action_dim: int  # A
-    horizon: int  # steps before the env truncates (gymnasium-robotics: 200 for all four)
+    horizon: int  # steps before `make_env`'s env truncates: D4RL's protocol, 100 for pen, 200 for the others
+    drop_height: float | None  # D4RL's pen: the episode terminates when the object's centre falls below this (m)
     success_rule: str  # what `info["success"]` means, in words
     ref_min_score: float  # D4RL random-policy return
     ref_max_score: float  # D4RL expert return
@@ -28,6 +36,7 @@ class Task:
     success_hold_steps: int  # D4RL's own rule: success on more than this many steps
     hand_joints: int  # obs[:hand_joints] are the hand's (and arm's) joint angles, rad or m
     object_pose: tuple[int, ...]  # obs indices of the manipulated object's pose (paired protocol: final pose distance)
+    demo_horizon: int = 200  # steps of a human demonstration (D4RL's human data; gymnasium-robotics' own limit)
 
     @property
     def synthetic_dataset_id(self) -> str:
@@ -48,6 +57,7 @@ TASKS: dict[str, Task] = {
             obs_dim=39,
             action_dim=28,
             horizon=200,
+            drop_height=None,
             success_rule="door hinge angle >= 1.35 rad",
             ref_min_score=-56.512833,
             ref_max_score=2880.5693087298737,
@@ -62,6 +72,7 @@ TASKS: dict[str, Task] = {
             obs_dim=46,
             action_dim=26,
             horizon=200,
+            drop_height=None,
             success_rule="nail head within 1 cm of the goal",
             ref_min_score=-274.856578,
             ref_max_score=12794.134825156867,
@@ -75,7 +86,8 @@ TASKS: dict[str, Task] = {
             env_id="AdroitHandPen-v1",
             obs_dim=45,
             action_dim=24,
-            horizon=200,
+            horizon=100,
+            drop_height=0.075,
             success_rule="pen within 0.075 of the goal and orientation cosine > 0.95",
             ref_min_score=96.262799,
             ref_max_score=3076.8331017826877,
@@ -90,6 +102,7 @@ TASKS: dict[str, Task] = {
             obs_dim=39,
             action_dim=30,
             horizon=200,
+            drop_height=None,
             success_rule="ball within 0.1 of the target",
             ref_min_score=-6.425911,
             ref_max_score=4233.877797728884,

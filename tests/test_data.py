@@ -11,7 +11,7 @@ from pipeline.data.episodes import Episodes
 from pipeline.data.prepare import load_prepared, split_episodes, write_prepared
 from pipeline.data.sources import DataSourceError, load_minari_source, load_source, parse_source
 from pipeline.data.windows import make_windows, window_starts
-from pipeline.envs import D4RLReward, make_env, reach_distance
+from pipeline.envs import D4RLProtocol, make_env, reach_distance
 from pipeline.tasks import TASKS, get_task
 
 
@@ -40,7 +40,7 @@ def test_registry_matches_the_simulator():
         env = make_env(task.name)
         assert env.observation_space.shape == (task.obs_dim,)
         assert env.action_space.shape == (task.action_dim,)
-        assert env.spec.max_episode_steps == task.horizon == 200
+        assert env.spec.max_episode_steps == task.horizon == (100 if task.name == "pen" else 200)  # D4RL's protocol
         env.close()
 
 
@@ -82,7 +82,7 @@ def d4rl_reward(task: str, env) -> float:
 @pytest.mark.parametrize("task", ["door", "hammer", "relocate"])
 def test_d4rl_reward_wrapper_restores_the_reach_penalty(task):
     env = make_env(task)
-    assert isinstance(env, D4RLReward)
+    assert isinstance(env, D4RLProtocol)
     env.reset(seed=3)
     rng = np.random.default_rng(0)
     for _ in range(5):
@@ -100,7 +100,42 @@ def test_pen_reward_is_unchanged():
     assert reward == info["gymnasium_reward"]
 
 
+def test_pen_episodes_follow_d4rl_protocol():
+    """Pen: 100 steps, ended when the pen drops (D4RL's pen-v0), so D4RL's reference scores hold:
+    a uniform-random agent scores ≈ 0 normalized (−24 on gymnasium-robotics' own 200-step episodes)."""
+    from pipeline.evaluation import UniformRandomPolicy, rollout
+
+    trajectories = rollout("pen", UniformRandomPolicy(24, seed=0), list(range(20)), progress=False)
+    pen = get_task("pen")
+    assert abs(np.mean([pen.normalized_score(t.rewards.sum()) for t in trajectories])) < 5
+    dropped = [t for t in trajectories if t.terminated]
+    assert dropped and all(len(t.rewards) < 100 for t in dropped)
+    assert all(t.next_obs[-1, 26] < pen.drop_height and t.rewards[-1] < -4 for t in dropped)  # obs[26]: pen height; −5 penalty
+    assert all(len(t.rewards) == 100 for t in trajectories if not t.terminated)
+    env = make_env("pen")
+    env.reset(seed=0)
+    _, _, terminated, truncated, _ = env.step(np.zeros(24, np.float32))
+    assert not terminated and not truncated  # the pen rests in the palm
+
+
+def test_demonstrations_are_recorded_at_the_demo_horizon():
+    from pipeline.demonstrator.dataset import demonstration_env, run_episode
+
+    assert demonstration_env("pen").spec.max_episode_steps == get_task("pen").demo_horizon == 200
+    with pytest.raises(ValueError, match=r"records 200-step episodes; this env has 100: make it with demonstration_env"):
+        run_episode("pen", make_env("pen"), seed=0)
+
+
 # -- episodes and windows --------------------------------------------------------------------
+def test_first_steps_cuts_long_episodes_and_marks_the_cut_a_truncation():
+    episodes = make_episodes([5, 2, 4])
+    cut = episodes.first_steps(3)
+    assert cut.lengths.tolist() == [3, 2, 3]
+    np.testing.assert_array_equal(cut.actions[:, 0], [0, 0, 0, 1, 1, 2, 2, 2])  # episode of each step
+    np.testing.assert_array_equal(cut.actions[:, 1], [0, 1, 2, 0, 1, 0, 1, 2])  # its step
+    assert cut.truncations.tolist() == [False, False, True, False, True, False, False, True]
+    np.testing.assert_array_equal(cut.episode_ids, episodes.episode_ids)
+    assert episodes.first_steps(5) is episodes
 def test_episodes_save_load_roundtrip(tmp_path):
     episodes = make_episodes([5, 7])
     episodes.save(tmp_path / "e.safetensors")

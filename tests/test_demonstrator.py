@@ -187,13 +187,13 @@ JERK_BARS = {"door": 50, "hammer": 50, "pen": 20}  # at least this many times le
 @pytest.fixture(scope="module")
 def seeded_episode():
     """`seeded_episode(task)` → the episode of EPISODE_SEEDS[task] and the same seed run again (cached)."""
-    from pipeline.demonstrator.dataset import run_episode
+    from pipeline.demonstrator.dataset import demonstration_env, run_episode
 
     cache = {}
 
     def get(task: str) -> tuple[dict, dict]:
         if task not in cache:
-            env = make_env(task)
+            env = demonstration_env(task)
             seed = EPISODE_SEEDS[task]
             cache[task] = run_episode(task, env, seed=seed), run_episode(task, env, seed=seed)
             env.close()

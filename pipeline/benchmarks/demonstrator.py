@@ -73,11 +73,10 @@ def zero_action_success(task: str, seeds: int, first_seed: int) -> float:
 
 
 def benchmark_task(task: str, seeds: int, first_seed: int) -> dict:
-    from pipeline.demonstrator.dataset import run_episode
-    from pipeline.envs import make_env
+    from pipeline.demonstrator.dataset import demonstration_env, run_episode
 
     spec = get_task(task)
-    env = make_env(task)
+    env = demonstration_env(task)
     final, held, first, jerk, random_jerk, bang_bang = [], [], [], [], [], []
     rng = np.random.default_rng(first_seed)
     start = time.perf_counter()

@@ -42,9 +42,8 @@ class NearIdlePolicy:
 
 def paired_table(task: str, prepared: Path, people: list[int], dtw: str) -> list[tuple[str, dict]]:
     from pipeline import evaluation as ev
-    from pipeline.data.prepare import load_prepared
 
-    _, test, meta = load_prepared(prepared)
+    _, test, meta = ev.human_splits(task, prepared)
     refs = ev.paired_references(task, test, meta, dtw, progress=False)
     seeds, A = refs["start_seeds"], test.action_dim
     agents = {
@@ -58,9 +57,8 @@ def paired_table(task: str, prepared: Path, people: list[int], dtw: str) -> list
 
 def discriminator_row(task: str, prepared: Path, cfg) -> dict:
     from pipeline import evaluation as ev
-    from pipeline.data.prepare import load_prepared
 
-    train, test, meta = load_prepared(prepared)
+    train, test, meta = ev.human_splits(task, prepared)
     random = ev.rollout(task, ev.UniformRandomPolicy(train.action_dim, seed=7), ev.episode_seeds(0, cfg.reference_episodes), progress=False)
     anchors = ev.discriminator_anchors(train, test, meta, cfg.discriminator_window, cfg.bootstrap_reps, random)
     return {"human test vs train": anchors["human_test_vs_train"], "random agent (seed 7)": anchors["random"]}

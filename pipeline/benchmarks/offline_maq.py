@@ -80,11 +80,11 @@ from pipeline.agents.macro import executed_steps
 from pipeline.codebook import Codebook
 from pipeline.config import load_params
 from pipeline.data.episodes import Episodes
-from pipeline.data.prepare import load_prepared
 from pipeline.envs import make_env
 from pipeline.evaluation import (
     Trajectory,
     episode_seeds,
+    human_splits,
     load_references,
     rollout,
     run_evaluate,
@@ -251,7 +251,7 @@ def run_task(task: str, args, params, sets: dict, out: Path) -> dict:
     references = load_references(ref_path, eval_cfg)["distances"]
     codebook = Codebook.from_pretrained(codebook_dir)
     steps = [executed_steps(codebook, n) for n in args.execute_steps]  # None → H
-    train_eps, test, _ = load_prepared(prepared)
+    train_eps, test, _ = human_splits(task, prepared)
     results: dict = {}
     # MAQ methods once per execute_steps n (run directory <method>-n<n>), continuous ones once
     runs = [(method, n) for method in args.methods for n in (steps if AGENTS[method].macro else [None])]

@@ -121,6 +121,24 @@ class Episodes:
             success=None if self.success is None else self.success[steps],
         )
 
+    def first_steps(self, n: int) -> "Episodes":
+        """Every episode cut to its first `n` steps; a cut episode ends truncated on its last kept
+        step (as a time limit of `n` steps would have ended it). Shorter episodes are unchanged."""
+        if n < 1:
+            raise ValueError(f"first_steps needs n >= 1, got {n}")
+        if self.lengths.max(initial=0) <= n:
+            return self
+        kept = np.minimum(self.lengths, n)
+        steps = np.concatenate([np.arange(start, start + k) for start, k in zip(self.offsets[:-1], kept)])
+        offsets = np.concatenate([[0], np.cumsum(kept)]).astype(np.int64)
+        truncations = self.truncations[steps].copy()
+        truncations[offsets[1:][self.lengths > n] - 1] = True
+        return Episodes(
+            obs=self.obs[steps], next_obs=self.next_obs[steps], actions=self.actions[steps], rewards=self.rewards[steps],
+            terminations=self.terminations[steps], truncations=truncations, offsets=offsets, episode_ids=self.episode_ids,
+            success=None if self.success is None else self.success[steps],
+        )
+
     # -- IO ----------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
         """Write all arrays to one safetensors file, atomically."""

@@ -1,7 +1,8 @@
 """Generate a synthetic demonstrations dataset (Minari format) for one task.
 
-`generate_dataset` runs the task's demonstrator through `pipeline.envs.make_env` (D4RL reward)
-on attempt seeds `seed, seed + 1, …` (the env is reset with the attempt seed, and the episode's
+`generate_dataset` runs the task's demonstrator in `demonstration_env` (`make_env`'s D4RL reward
+and termination, `Task.demo_horizon` = 200 steps, as D4RL's human data; pen's evaluation
+episodes are 100) on attempt seeds `seed, seed + 1, …` (the env is reset with the attempt seed, and the episode's
 human variability is drawn from a generator seeded with it too, so each kept episode is
 reproducible from its recorded seed). It keeps successful episodes only — success reached and
 held at the end of the 200-step episode — until `episodes` are kept, and writes them with
@@ -60,13 +61,22 @@ def _minari_root(path: Path) -> Iterator[None]:
             os.environ["MINARI_DATASETS_PATH"] = previous
 
 
+def demonstration_env(task: str):
+    """The env demonstrations are recorded in: `make_env` with the task's `demo_horizon` steps."""
+    return make_env(task, max_episode_steps=get_task(task).demo_horizon)
+
+
 def run_episode(task: str, env, seed: int, person: int = 0) -> dict:
-    """One demonstrator episode from `env.reset(seed=seed)`: arrays of obs (T+1, S), actions (T, A), …
+    """One demonstrator episode from `env.reset(seed=seed)` (`env` from `demonstration_env`: the
+    demonstrator plans over the episode's length): arrays of obs (T+1, S), actions (T, A), …
 
     `person` 0 draws the variability from `default_rng(seed)` (the dataset's episodes); another value
     draws another "person" from `default_rng([seed, person])`, from the same start state (the paired
     protocol's human anchor, `pipeline.evaluation`)."""
     demonstrator = get_demonstrator(task)
+    if env.spec.max_episode_steps != get_task(task).demo_horizon:
+        raise ValueError(f"the {task} demonstrator records {get_task(task).demo_horizon}-step episodes; "
+                         f"this env has {env.spec.max_episode_steps}: make it with demonstration_env({task!r})")
     obs, _ = env.reset(seed=seed)
     policy = demonstrator.start(env, np.random.default_rng(seed if person == 0 else [seed, person]))
     observations, actions, rewards, terminations, truncations, success = [obs], [], [], [], [], []
@@ -108,7 +118,7 @@ def generate_dataset(task: str, episodes: int, seed: int, store_root: Path) -> d
     store_root = Path(store_root)
     max_attempts = episodes * MAX_ATTEMPTS_FACTOR + 10
     start = time.perf_counter()
-    env = make_env(task)
+    env = demonstration_env(task)
     kept: list[dict] = []
     attempts = 0
     first_success: list[int] = []
