@@ -42,6 +42,11 @@ about 3 min; the DAG's codebooks, H=9 K=16, open loop; success on train / test d
   at the states actually reached 0.18: the decoder does not hold the demo when the state drifts.
   Retraining the codebook with other settings moved these figures by ±0.3 (3 test demos).
 
+Receding horizon (`--execute-steps H,6,3,1`, replay train / test): door 0.64/0.33, 0.50/0.00, 0.27/0.00,
+0.05/0.00; hammer 0.50/0.67, 0.77/1.00, 0.68/1.00, 0.82/1.00; relocate 0.18/0.00, 0.00/0.00, 0.05/0.00,
+0.00/0.00 (pen at 200 steps: 0.09/0.33, 0.27/0.00, 0.05/0.00, 0.09/0.00). maq_iql offline, 50k updates,
+demonstrator 0.2 (`--execute-steps H,3`): relocate 0.25 (n=H) / 0.00 (n=3), iql 0.00; door 0.25 / 0.30.
+
 Measured before demonstrator 0.2 (2 shared CPU cores, train seed 1, eval seed 1, 20 episodes, 50k updates, codebooks H=9 K=16):
   relocate  maq_iql 0.05 (60 upd/s, 828 s)   iql 0.00 (65 upd/s, 768 s)   prior 0.00
             replay 0.00 train / 0.00 test demos   oracle 0.27        → the bar (0.50) is NOT met
