@@ -361,13 +361,13 @@ def parse_params(raw: dict) -> Params:
     seeds = get(params, "seeds")
     if not seeds or any(seed < 0 for seed in seeds) or len(set(seeds)) != len(seeds):
         raise ParamsError(f"params key 'seeds' must list distinct seeds ≥ 0, at least one; got {list(seeds)}")
-    execute_steps, H = get(get(params, "macro"), "execute_steps"), get(get(params, "codebook"), "H")
-    if execute_steps is not None and execute_steps > H and get(get(params, "codebook"), "source") == "train":
-        raise ParamsError(f"params key 'macro.execute_steps' is {execute_steps}, more than the {H} actions a code decodes "
-                          f"to (codebook.H); choose 1 ≤ execute_steps ≤ {H}, or null for H")
     source = get(get(params, "codebook"), "source")
     if source != "train" and not (source.startswith("hub:") and len(source) > 4):
         raise ParamsError(f"params key 'codebook.source' is {source!r}; use 'train' or 'hub:<repo>@<revision>'")
+    execute_steps, H = get(get(params, "macro"), "execute_steps"), get(get(params, "codebook"), "H")
+    if execute_steps is not None and execute_steps > H and source == "train":  # a pulled codebook's H is checked by finetune
+        raise ParamsError(f"params key 'macro.execute_steps' is {execute_steps}, more than the {H} actions a code decodes "
+                          f"to (codebook.H); choose 1 ≤ execute_steps ≤ {H}, or null for H")
     from pipeline.methods import check_overrides, dag_methods
 
     methods = get(params, "methods")

@@ -77,13 +77,12 @@ class D4RLProtocol(gym.Wrapper):
     def __init__(self, env: gym.Env, task: Task):
         super().__init__(env)
         self.task = task
-        self.task_name = task.name
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
         info = dict(info)
         info["gymnasium_reward"] = float(reward)
-        reward = d4rl_reward(reward, reach_distance(self.task_name, self.env))
+        reward = d4rl_reward(reward, reach_distance(self.task.name, self.env))
         return obs, reward, terminated or dropped(self.task, self.env), truncated, info
 
 
@@ -220,9 +219,9 @@ class OpenLoopRunner:
     def of(cls, env: gym.Env) -> OpenLoopRunner | None:
         """The runner for `env` if it is exactly `make_env`'s wrapper chain around a dense-reward
         Adroit env that does not render to a window; None for any other env (step it instead)."""
-        if not isinstance(env, D4RLProtocol) or env.task_name not in _STEP_REWARD:
+        if not isinstance(env, D4RLProtocol) or env.task.name not in _STEP_REWARD:
             return None
-        class_name, bind = _STEP_REWARD[env.task_name]
+        class_name, bind = _STEP_REWARD[env.task.name]
         time_limit, order = env.env, getattr(env.env, "env", None)
         if not isinstance(time_limit, gym.wrappers.TimeLimit) or not isinstance(order, gym.wrappers.OrderEnforcing):
             return None

@@ -148,7 +148,7 @@ def tracking_oracle(task: str, codebook: Codebook, episodes: Episodes, test: Epi
     mjSTATE_FULLPHYSICS state, so the real episode's time limit and reward wrapper are untouched."""
     import mujoco
 
-    H, K = executed_steps(codebook, execute_steps), codebook.K  # H here: the actions executed per code
+    per_code, K = executed_steps(codebook, execute_steps), codebook.K  # actions executed per code
     std = np.maximum(episodes.obs.std(0), 1e-2)
     env = make_env(task)
     sim = env.unwrapped
@@ -161,9 +161,9 @@ def tracking_oracle(task: str, codebook: Codebook, episodes: Episodes, test: Epi
             self.demo_obs, self.t = demo_obs, 0  # (T+1, S)
 
         def act_chunk(self, obs: np.ndarray) -> np.ndarray:
-            n = min(H, horizon - self.t)
+            n = min(per_code, horizon - self.t)
             goal = self.demo_obs[min(self.t + n, len(self.demo_obs) - 1)]
-            macros = np.clip(codebook.decode(np.repeat(np.asarray(obs, np.float32)[None], K, 0), np.arange(K))[:, :H], -1.0, 1.0)
+            macros = np.clip(codebook.decode(np.repeat(np.asarray(obs, np.float32)[None], K, 0), np.arange(K))[:, :per_code], -1.0, 1.0)
             mujoco.mj_getState(sim.model, sim.data, saved, spec)
             dist = []
             for k in range(K):
