@@ -6,6 +6,8 @@ tags, the dataset and `model-index` results from the evaluation (seed aggregates
 from the report). With `hub.push: true` each staged directory is then pushed to
 `<hub.namespace>/<repo name>` (pipeline.hub, one commit per repo) and the commits are recorded in
 `models/publish/published.json`; with `hub.push: false` (the default) nothing touches the network.
+The code revision is stamped into a card when it is pushed, not when it is staged: the staged
+directory depends on its inputs only, so a fresh clone's `dvc repro` reproduces its hash.
 
 Repo names: `maq-<task>-codebook` and `maq-<task>-<method>-seed<s>` (models), and
 `maq-<task>-demos` (a dataset repo: the prepared train/test split with its dataset card).
@@ -76,7 +78,7 @@ def _copy_artifact(src: Path, dest: Path) -> None:
         shutil.copy2(src / name, dest / name)
 
 
-def stage_dataset(task: str, prepared_dir: Path, meta: dict, staging: Path, revision: str) -> Staged:
+def stage_dataset(task: str, prepared_dir: Path, meta: dict, staging: Path) -> Staged:
     """Copy a prepared dataset (train/test split, meta.json) with a Hub dataset card."""
     name = f"maq-{task}-demos"
     dest = staging / name
@@ -93,18 +95,17 @@ def stage_dataset(task: str, prepared_dir: Path, meta: dict, staging: Path, revi
         "task_categories": ["reinforcement-learning"],
         "source": meta["source"],
         "source_sha256": meta["source_sha256"],
-        "code_revision": revision,
     }
     body = (prepared_dir / "README.md").read_text() + (
         "\n## Files\n- `train.safetensors`, `test.safetensors`: episodes as flat arrays with offsets "
         "(`pipeline.data.episodes.Episodes.load`)\n- `meta.json`: source, split and normalization statistics\n"
-        f"\nReproduce: `dvc repro prepare@{task}` at code revision `{revision}`.\n"
+        f"\n## Provenance\n- reproduce: `dvc repro prepare@{task}` at the code revision below\n"
     )
     (dest / "README.md").write_text(render_card(front, body))
     return Staged(name, dest, "dataset")
 
 
-def stage_codebook(task: str, codebook_dir: Path, meta: dict, staging: Path, revision: str) -> Staged:
+def stage_codebook(task: str, codebook_dir: Path, meta: dict, staging: Path) -> Staged:
     """Copy a codebook with a card whose model-index holds its reconstruction metrics."""
     config = json.loads((codebook_dir / "config.json").read_text())
     front, body = split_front_matter((codebook_dir / "README.md").read_text())
@@ -115,15 +116,15 @@ def stage_codebook(task: str, codebook_dir: Path, meta: dict, staging: Path, rev
         metrics=[{"name": k, "type": k, "value": v} for k, v in metrics.items()],
         tags=["vq-vae", task, "adroit", f"H{config['H']}", f"K{config['K']}"],
     )
-    card_front.update({"H": config["H"], "K": config["K"], "codebook_sha256": config["weights_sha256"], "code_revision": revision})
-    body += f"\n\n## Provenance\n- code revision: `{revision}`\n- reproduce: `dvc repro codebook@{task}` at that revision\n"
+    card_front.update({"H": config["H"], "K": config["K"], "codebook_sha256": config["weights_sha256"]})
+    body += f"\n\n## Provenance\n- reproduce: `dvc repro codebook@{task}` at the code revision below\n"
     _copy_artifact(codebook_dir, staging / name)
     (staging / name / "README.md").write_text(render_card(card_front, body))
     return Staged(name, staging / name, "codebook")
 
 
 def stage_agent(task: str, method: str, seed: int, agent_dir: Path, summary: dict, report: dict | None, meta: dict,
-                staging: Path, revision: str) -> Staged:
+                staging: Path) -> Staged:
     """Copy an agent with a card whose model-index holds its evaluation (and the seed aggregate)."""
     config = json.loads((agent_dir / "config.json").read_text())
     name = f"maq-{task}-{method}-seed{seed}"
@@ -141,15 +142,15 @@ def stage_agent(task: str, method: str, seed: int, agent_dir: Path, summary: dic
         model_name=name, dataset=dataset_id(meta), metrics=metrics,
         tags=[task, method, "adroit", *(["vq-vae"] if config["codebook_hash"] else [])],
     )
-    front.update({"method": method, "seed": seed, "codebook_sha256": config["codebook_hash"], "code_revision": revision})
+    front.update({"method": method, "seed": seed, "codebook_sha256": config["codebook_hash"]})
     body = (agent_dir / "README.md").read_text()
     body += (
         f"\n## Evaluation\n\n{summary['episodes']} deterministic episodes, env seeds 200·{seed} + i, D4RL reward: "
         f"normalized score {summary['normalized_score_mean']:.1f}, success {summary['success_rate']:.2f} (final-step rule), "
         f"DTW similarity {summary['dtw_state_mean_similarity']:.2f}, W1 similarity {summary['w1_state_similarity']:.2f} "
         "(1 = human, 0 = random agent).\n\n"
-        f"## Provenance\n- code revision: `{revision}`\n- reproduce: `dvc repro evaluate@{task}-{method}` "
-        f"(or `evaluate_maq@…` for MAQ methods; every seed of `seeds`) at that revision\n"
+        f"## Provenance\n- reproduce: `dvc repro evaluate@{task}-{method}` "
+        f"(or `evaluate_maq@…` for MAQ methods; every seed of `seeds`) at the code revision below\n"
     )
     _copy_artifact(agent_dir, staging / name)
     (staging / name / "README.md").write_text(render_card(front, body))
@@ -162,13 +163,12 @@ def stage_all(tasks, methods, seeds, *, prepared_root: Path, codebooks_root: Pat
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
-    revision = code_revision()
     staged = []
     for task in tasks:
         get_task(task)
         meta = json.loads((prepared_root / task / "meta.json").read_text())
-        staged.append(stage_dataset(task, prepared_root / task, meta, staging, revision))
-        staged.append(stage_codebook(task, codebooks_root / task, meta, staging, revision))
+        staged.append(stage_dataset(task, prepared_root / task, meta, staging))
+        staged.append(stage_codebook(task, codebooks_root / task, meta, staging))
         for method in methods:
             report = report_row(reports_dir, task, method)
             for seed in seeds:
@@ -177,18 +177,29 @@ def stage_all(tasks, methods, seeds, *, prepared_root: Path, codebooks_root: Pat
                 if not summary_path.is_file():
                     raise FileNotFoundError(f"no evaluation at {summary_path}; run `dvc repro` (evaluate) before publishing")
                 summary = json.loads(summary_path.read_text())
-                staged.append(stage_agent(task, method, seed, agents_root / run, summary, report, meta, staging, revision))
+                staged.append(stage_agent(task, method, seed, agents_root / run, summary, report, meta, staging))
     for item in staged:
         validate_dir(item.directory, item.repo_type)
     return staged
 
 
+def stamp_code_revision(card_path: Path, revision: str) -> None:
+    """Add the code revision to a staged card: a `code_revision` key, and a line ending its Provenance section.
+
+    Staged cards carry no revision, so that `models/publish` is reproducible from a fresh clone (whose
+    HEAD is the commit holding the lock, not the one the stage ran at). A pushed card is stamped."""
+    front, body = split_front_matter(card_path.read_text())
+    card_path.write_text(render_card({**front, "code_revision": revision}, f"{body.rstrip()}\n- code revision: `{revision}`"))
+
+
 def push_all(staged: list[Staged], namespace: str, private: bool) -> list[dict]:
-    """Push every staged directory to `<namespace>/<repo name>`; returns the commits."""
+    """Stamp each staged card with the code revision, and push it to `<namespace>/<repo name>`; returns the commits."""
+    revision = code_revision()
     pushed = []
     for item in staged:
+        stamp_code_revision(item.directory / "README.md", revision)
         result = push_artifact(item.directory, f"{namespace}/{item.repo_name}", private=private, repo_type=item.repo_type,
-                               commit_message=f"maq-hub publish {item.repo_name} ({code_revision()[:12]})")
+                               commit_message=f"maq-hub publish {item.repo_name} ({revision[:12]})")
         pushed.append({"repo_id": result.repo_id, "kind": item.kind, "repo_type": item.repo_type, "commit_sha": result.commit_sha,
                        "pull": f"hub:{result.repo_id}@{result.commit_sha}"})
     return pushed

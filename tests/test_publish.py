@@ -16,7 +16,7 @@ from pipeline.codebook.run import fetch_codebook
 from pipeline.config import load_params
 from pipeline.evaluation import run_evaluate, run_references
 from pipeline.hub import HubError, pull_artifact, split_front_matter
-from pipeline.publish import run_publish, stage_all
+from pipeline.publish import code_revision, run_publish, stage_all
 from tests.test_finetune import REPO, finetune, project  # noqa: F401  (project is a fixture)
 from tests.test_hub import file_hashes, hub, online  # noqa: F401  (fixtures)
 
@@ -64,7 +64,7 @@ def test_staged_cards_carry_metrics_in_valid_yaml(evaluated):
         assert yaml.safe_load(yaml.safe_dump(front)) == front and front["library_name"] == "maq-hub"
         result = front["model-index"][0]["results"][0]
         values = {m["type"]: m["value"] for m in result["metrics"]}
-        assert "code revision" in body and "reproduce" in body
+        assert "reproduce" in body and "code_revision" not in front  # stamped on push: staging is revision-free
         if item.kind == "agent":
             method = item.repo_name.split("-")[2]
             summary = json.loads((evaluated / f"evaluations/door/{method}/seed1/summary.json").read_text())
@@ -89,6 +89,8 @@ def test_publish_pushes_only_when_asked(evaluated, hub, online):  # noqa: F811
     assert demos["repo_type"] == "dataset"
     pulled = pull_artifact(demos["pull"], store=evaluated / "pulled", repo_type="dataset", cache_dir=evaluated / "hf-cache")
     assert file_hashes(pulled) == file_hashes(evaluated / "models/publish/maq-door-demos")
+    front, body = split_front_matter((pulled / "README.md").read_text())
+    assert front["code_revision"] == code_revision() and body.endswith(f"- code revision: `{code_revision()}`\n")
 
 
 def test_pulled_codebook_is_bit_identical_and_drives_finetune(evaluated, project, hub, online, tmp_path):  # noqa: F811
