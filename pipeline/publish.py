@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.hub import make_card_front_matter, push_artifact, render_card, split_front_matter, validate_dir
-from pipeline.io import write_json_atomic
+from pipeline.io import write_json_atomic, write_text_atomic
 from pipeline.tasks import get_task
 
 # Evaluation numbers that go into an agent card's model-index: (summary key, metric type, report column).
@@ -189,7 +189,7 @@ def stamp_code_revision(card_path: Path, revision: str) -> None:
     Staged cards carry no revision, so that `models/publish` is reproducible from a fresh clone (whose
     HEAD is the commit holding the lock, not the one the stage ran at). A pushed card is stamped."""
     front, body = split_front_matter(card_path.read_text())
-    card_path.write_text(render_card({**front, "code_revision": revision}, f"{body.rstrip()}\n- code revision: `{revision}`"))
+    write_text_atomic(card_path, render_card({**front, "code_revision": revision}, f"{body.rstrip()}\n- code revision: `{revision}`"))
 
 
 def push_all(staged: list[Staged], namespace: str, private: bool) -> list[dict]:
