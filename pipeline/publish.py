@@ -78,6 +78,11 @@ def _copy_artifact(src: Path, dest: Path) -> None:
         shutil.copy2(src / name, dest / name)
 
 
+def provenance(reproduce: str) -> str:
+    """A card's closing Provenance section; `stamp_code_revision` adds the revision line when the card is pushed."""
+    return f"\n## Provenance\n- reproduce: {reproduce} at the commit whose `dvc.lock` records this artifact\n"
+
+
 def stage_dataset(task: str, prepared_dir: Path, meta: dict, staging: Path) -> Staged:
     """Copy a prepared dataset (train/test split, meta.json) with a Hub dataset card."""
     name = f"maq-{task}-demos"
@@ -99,7 +104,7 @@ def stage_dataset(task: str, prepared_dir: Path, meta: dict, staging: Path) -> S
     body = (prepared_dir / "README.md").read_text() + (
         "\n## Files\n- `train.safetensors`, `test.safetensors`: episodes as flat arrays with offsets "
         "(`pipeline.data.episodes.Episodes.load`)\n- `meta.json`: source, split and normalization statistics\n"
-        f"\n## Provenance\n- reproduce: `dvc repro prepare@{task}` at the code revision below\n"
+        + provenance(f"`dvc repro prepare@{task}`")
     )
     (dest / "README.md").write_text(render_card(front, body))
     return Staged(name, dest, "dataset")
@@ -117,7 +122,7 @@ def stage_codebook(task: str, codebook_dir: Path, meta: dict, staging: Path) -> 
         tags=["vq-vae", task, "adroit", f"H{config['H']}", f"K{config['K']}"],
     )
     card_front.update({"H": config["H"], "K": config["K"], "codebook_sha256": config["weights_sha256"]})
-    body += f"\n\n## Provenance\n- reproduce: `dvc repro codebook@{task}` at the code revision below\n"
+    body += "\n" + provenance(f"`dvc repro codebook@{task}`")
     _copy_artifact(codebook_dir, staging / name)
     (staging / name / "README.md").write_text(render_card(card_front, body))
     return Staged(name, staging / name, "codebook")
@@ -148,9 +153,8 @@ def stage_agent(task: str, method: str, seed: int, agent_dir: Path, summary: dic
         f"\n## Evaluation\n\n{summary['episodes']} deterministic episodes, env seeds 200·{seed} + i, D4RL reward: "
         f"normalized score {summary['normalized_score_mean']:.1f}, success {summary['success_rate']:.2f} (final-step rule), "
         f"DTW similarity {summary['dtw_state_mean_similarity']:.2f}, W1 similarity {summary['w1_state_similarity']:.2f} "
-        "(1 = human, 0 = random agent).\n\n"
-        f"## Provenance\n- reproduce: `dvc repro evaluate@{task}-{method}` "
-        f"(or `evaluate_maq@…` for MAQ methods; every seed of `seeds`) at the code revision below\n"
+        "(1 = human, 0 = random agent).\n"
+        + provenance(f"`dvc repro evaluate@{task}-{method}` (or `evaluate_maq@…` for MAQ methods; every seed of `seeds`)")
     )
     _copy_artifact(agent_dir, staging / name)
     (staging / name / "README.md").write_text(render_card(front, body))
@@ -184,7 +188,7 @@ def stage_all(tasks, methods, seeds, *, prepared_root: Path, codebooks_root: Pat
 
 
 def stamp_code_revision(card_path: Path, revision: str) -> None:
-    """Add the code revision to a staged card: a `code_revision` key, and a line ending its Provenance section.
+    """Add the code revision to a staged card: a `code_revision` key, and a line ending its `provenance` section.
 
     Staged cards carry no revision, so that `models/publish` is reproducible from a fresh clone (whose
     HEAD is the commit holding the lock, not the one the stage ran at). A pushed card is stamped."""
