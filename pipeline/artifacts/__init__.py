@@ -1,0 +1,1 @@
+"""One home for every DVC output: where it lives (`layout`), and how its cards are written (`cards`)."""
