@@ -64,7 +64,7 @@ def dropped(task: Task, env: gym.Env) -> bool:
     return sim.data.xpos.item(sim.obj_body_id, 2) < task.drop_height
 
 
-class D4RLProtocol(gym.Wrapper):
+class D4RLProtocol(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Return D4RL's dense reward, and end an episode where D4RL does.
 
     Reward: undo gymnasium-robotics 1.4.2's sign flip of the reach term. The env computed
@@ -72,9 +72,16 @@ class D4RLProtocol(gym.Wrapper):
     palm-object distance after the step. `info["gymnasium_reward"]` keeps the env's own value.
     Termination: on pen, when the pen has dropped (`dropped`); the Adroit envs themselves never
     terminate. The episode length is the TimeLimit's, set by `make_env` from `Task.horizon`.
+
+    `task` is a `Task` or its name. The wrapper records the name as its constructor argument, so
+    the env's `spec` carries it as a JSON-serializable `WrapperSpec`
+    (`pipeline.envs:D4RLProtocol`, `{"task": name}`) and `gym.make(env.spec)` rebuilds this env:
+    that is how a Minari dataset's `recover_environment()` gets the D4RL reward back.
     """
 
-    def __init__(self, env: gym.Env, task: Task):
+    def __init__(self, env: gym.Env, task: str | Task):
+        task = get_task(task) if isinstance(task, str) else task
+        gym.utils.RecordConstructorArgs.__init__(self, task=task.name)
         super().__init__(env)
         self.task = task
 

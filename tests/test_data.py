@@ -93,6 +93,31 @@ def test_d4rl_reward_wrapper_restores_the_reach_penalty(task):
         assert info["gymnasium_reward"] - reward == pytest.approx(0.2 * distance)
 
 
+@pytest.mark.parametrize("task", ["door", "hammer", "pen", "relocate"])
+def test_env_spec_rebuilds_the_d4rl_protocol(task):
+    """`make_env`'s spec names `D4RLProtocol` with the task's name (JSON, as a Minari dataset stores
+    it), and gymnasium's `make` rebuilds the same wrapper chain from it, at either episode length."""
+    import gymnasium as gym
+    from gymnasium.envs.registration import EnvSpec
+
+    from pipeline.envs import OpenLoopRunner
+
+    for steps in (get_task(task).horizon, get_task(task).demo_horizon):
+        env = make_env(get_task(task), max_episode_steps=steps)  # a Task or its name: the spec holds the name
+        assert env.spec.additional_wrappers[-1].entry_point == "pipeline.envs:D4RLProtocol"
+        assert env.spec.additional_wrappers[-1].kwargs == {"task": task}
+        rebuilt = gym.make(EnvSpec.from_json(env.spec.to_json()))
+        assert isinstance(rebuilt, D4RLProtocol) and rebuilt.task == get_task(task)
+        assert rebuilt.spec.max_episode_steps == steps and rebuilt.spec.to_json() == env.spec.to_json()
+        assert OpenLoopRunner.of(rebuilt) is not None  # the very chain make_env builds
+        env.reset(seed=3), rebuilt.reset(seed=3)
+        action = np.full(env.action_space.shape, 0.2, np.float32)
+        (obs, reward, *ends, _), (obs_rebuilt, reward_rebuilt, *ends_rebuilt, _) = env.step(action), rebuilt.step(action)
+        np.testing.assert_array_equal(obs, obs_rebuilt)
+        assert (reward, ends) == (reward_rebuilt, ends_rebuilt)
+        env.close(), rebuilt.close()
+
+
 def test_pen_reward_is_unchanged():
     env = make_env("pen")
     env.reset(seed=0)

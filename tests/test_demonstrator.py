@@ -111,6 +111,7 @@ print(json.dumps({
     "success_last": [bool(e.infos["success"][-1]) for e in eps],
     "actions": [e.actions.tolist() for e in eps],
     "observations": [e.observations.tolist() for e in eps],
+    "recovered": type(ds.recover_environment()).__name__,  # imports pipeline.envs from the spec alone
 }))
 """
 
@@ -129,6 +130,7 @@ def test_dataset_loads_in_fresh_process_and_replays(relocate_store):
     assert loaded["success_last"] == [True, True]
     assert loaded["synthetic"] is True
     assert "SYNTHETIC" in loaded["description"] and "NOT human data" in loaded["description"]
+    assert loaded["recovered"] == "D4RLProtocol"
     # replay: reset(seed) + the stored actions reproduce the stored observations
     env = make_env("relocate")
     for seed, actions, observations in zip(loaded["seeds"], loaded["actions"], loaded["observations"]):
@@ -138,6 +140,49 @@ def test_dataset_loads_in_fresh_process_and_replays(relocate_store):
             obs, *_ = env.step(np.asarray(action, dtype=np.float32))
             replayed.append(obs)
         np.testing.assert_allclose(np.asarray(replayed), np.asarray(observations), atol=1e-9)
+
+
+def test_recovered_environment_replays_the_stored_rewards(relocate_store, monkeypatch):
+    """Regression (issue 15 item 5): the dataset's env spec was gymnasium-robotics' plain Adroit env,
+    so `recover_environment()` rebuilt the env with the flipped reach term (`+0.1 d`), not the D4RL
+    reward stored in the data. The spec now carries `D4RLProtocol` and the demo horizon.
+
+    Exact equality: the recovered env is the same wrapper chain as `demonstration_env` (gymnasium's
+    `make` applies the spec's `additional_wrappers` after its TimeLimit, as `make_env` does), reset
+    with the same seed and stepped with the same float32 actions in the same process, and Minari
+    stores observations and rewards as float64: nothing is rounded on the way, so no tolerance."""
+    import minari
+
+    from pipeline.envs import D4RLProtocol
+
+    store, _ = relocate_store
+    task = get_task("relocate")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(store))
+    dataset = minari.load_dataset(task.synthetic_dataset_id)
+    seeds = json.loads(dataset.storage.metadata["episode_seeds"])
+    env = dataset.recover_environment()
+    assert isinstance(env, D4RLProtocol) and env.task == task
+    assert env.spec.max_episode_steps == task.demo_horizon
+    for episode in dataset.iterate_episodes():
+        obs, _ = env.reset(seed=seeds[episode.id])
+        observations, rewards, gymnasium_rewards, truncations = [obs], [], [], []
+        for action in episode.actions:
+            obs, reward, terminated, truncated, info = env.step(action)
+            observations.append(obs)
+            rewards.append(reward)
+            gymnasium_rewards.append(info["gymnasium_reward"])
+            truncations.append(truncated)
+            assert not terminated
+        np.testing.assert_array_equal(np.asarray(observations), episode.observations)
+        np.testing.assert_array_equal(np.asarray(rewards), episode.rewards)
+        np.testing.assert_array_equal(np.asarray(truncations), episode.truncations)
+        # the env's own (flipped) reward differs at every step: the palm is never on the object
+        assert np.all(np.asarray(gymnasium_rewards) > episode.rewards)
+    env.close()
+    # the evaluation env: the same protocol over the task's evaluation episode (`Task.horizon`)
+    eval_env = dataset.recover_environment(eval_env=True)
+    assert isinstance(eval_env, D4RLProtocol) and eval_env.spec.max_episode_steps == task.horizon
+    eval_env.close()
 
 
 def test_episode_ids_are_the_env_seeds_of_the_kept_attempts(tmp_path, monkeypatch):

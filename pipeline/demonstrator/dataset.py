@@ -7,7 +7,11 @@ human variability is drawn from a generator seeded with it too, so each kept epi
 reproducible from its recorded seed). It keeps successful episodes only — success reached and
 held at the end of the 200-step episode — until `episodes` are kept, and writes them with
 `minari.create_dataset_from_buffers` under `store_root` as if `MINARI_DATASETS_PATH=store_root`,
-with id `get_task(task).synthetic_dataset_id`.
+with id `get_task(task).synthetic_dataset_id`. The dataset's env spec is `demonstration_env`'s,
+`D4RLProtocol` included (`{"task": name}` as a `WrapperSpec`), so `recover_environment()` rebuilds
+the env whose rewards are stored (D4RL's, over `demo_horizon` steps), and
+`recover_environment(eval_env=True)` rebuilds `make_env(task)` (`Task.horizon` steps); both import
+`pipeline.envs`, so they need this package importable.
 
 The dataset is labelled synthetic everywhere: its id (`synthetic/<task>/human-v0`), its
 description and its metadata (`synthetic: true`). It stands in for human data; it is not.
@@ -179,13 +183,14 @@ def generate_dataset(task: str, episodes: int, seed: int, store_root: Path) -> d
     store_root.mkdir(parents=True, exist_ok=True)
     final = store_root / spec.synthetic_dataset_id
     tmp_root = Path(tempfile.mkdtemp(dir=store_root, prefix=".generate-")).resolve()
+    eval_env = make_env(task)  # the evaluation episode: Task.horizon steps (pen: 100, not 200)
     try:
         with _minari_root(tmp_root):
             dataset = create_dataset_from_buffers(
                 dataset_id=spec.synthetic_dataset_id,
                 buffer=buffers,
-                env=spec.env_id,
-                eval_env=spec.env_id,
+                env=env,  # its spec: recover_environment() rebuilds `demonstration_env(task)`
+                eval_env=eval_env,  # recover_environment(eval_env=True) rebuilds `make_env(task)`
                 algorithm_name=f"synthetic-human-demonstrator-{get_demonstrator(task).version}",
                 author="MAQ hub synthetic demonstrator (not a human)",
                 author_email="synthetic@localhost",
@@ -199,6 +204,7 @@ def generate_dataset(task: str, episodes: int, seed: int, store_root: Path) -> d
     finally:
         shutil.rmtree(tmp_root, ignore_errors=True)
         env.close()
+        eval_env.close()
     summary["path"] = str(final)
     summary["seconds"] = time.perf_counter() - start
     return summary
