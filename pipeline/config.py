@@ -148,8 +148,7 @@ class CodebookConfig(Section):
     ema_decay: float  # decay of those averages (used only when ema is true)
     dead_code_min_usage: int  # after each epoch but the last, a code chosen by fewer train windows is re-initialised
     dead_code_noise: float  # noise added to a re-initialised code, as a fraction of z_e's per-dim std
-    checkpoint_every: int  # epochs between resumable checkpoints (0: never)
-    threads: int  # torch CPU threads (1 beside other jobs; 0 leaves torch's default)
+    threads: int  # torch CPU threads (1 beside other jobs; 0 leaves torch's default); part of the result: see RuntimeConfig
     device: str  # "auto" (cuda when available, else cpu), "cpu" or "cuda"
     source: str  # "train" (this stage trains it), or "hub:<repo>@<revision>" (pull a pretrained codebook)
 
@@ -157,7 +156,7 @@ class CodebookConfig(Section):
         "H": at_least(1), "K": at_least(2), "latent_dim": at_least(1), "hidden": at_least(1), "beta": at_least(0),
         "lr": POSITIVE, "lr_schedule": ("constant", "paper"), "lr_step_epochs": at_least(1), "batch_size": at_least(1),
         "epochs": at_least(1), "seed": at_least(0), "kmeans_iters": at_least(0), "ema_decay": Range(0, 1, high_open=True),
-        "dead_code_min_usage": at_least(0), "dead_code_noise": at_least(0), "checkpoint_every": at_least(0),
+        "dead_code_min_usage": at_least(0), "dead_code_noise": at_least(0),
         "threads": at_least(0), "device": DEVICES,
     }
 
@@ -197,13 +196,12 @@ class FinetuneConfig(Section):
     offline_updates: int  # updates on the demonstrations alone before going online (iql, maq_iql)
     eval_every: int  # env steps between learning-curve evaluations (and one at the end)
     eval_episodes: int  # deterministic episodes per learning-curve point
-    checkpoint_every: int  # env steps between resumable checkpoints (0: never)
-    threads: int  # torch CPU threads of the population's updates (0 leaves torch's default)
+    threads: int  # torch CPU threads of the population's updates (0 leaves torch's default); part of the result
     device: str  # "auto", "cpu" or "cuda"
 
     ranges: ClassVar[dict] = {
         "env_steps": at_least(0), "offline_updates": at_least(0), "eval_every": at_least(0), "eval_episodes": at_least(1),
-        "checkpoint_every": at_least(0), "threads": at_least(0), "device": DEVICES,
+        "threads": at_least(0), "device": DEVICES,
     }
 
 
@@ -262,6 +260,19 @@ class HubConfig(Section):
 
 
 @dataclass(frozen=True)
+class RuntimeConfig(Section):
+    """How the stages run, not what they compute. No stage of dvc.yaml lists these keys, so changing one re-runs
+    nothing: a run resumed from any checkpoint ends with the outputs of an uninterrupted one (tests/test_codebook.py,
+    tests/test_finetune.py). Thread counts and devices are not here: they change the order of parallel sums (a
+    codebook trained on 1 and on 2 threads differs in its weights' bits), so they stay stage params."""
+
+    codebook_checkpoint_every: int  # codebook epochs between resumable checkpoints (0: never)
+    finetune_checkpoint_every: int  # offline updates / env steps between finetune checkpoints (0: never)
+
+    ranges: ClassVar[dict] = {"codebook_checkpoint_every": at_least(0), "finetune_checkpoint_every": at_least(0)}
+
+
+@dataclass(frozen=True)
 class Params(Section):
     tasks: tuple[str, ...]  # tasks the DAG runs (keys of pipeline.tasks.TASKS)
     sources: Sources
@@ -276,6 +287,7 @@ class Params(Section):
     evaluate: EvaluateConfig
     report: ReportConfig
     hub: HubConfig
+    runtime: RuntimeConfig
 
 
 # -- loading ---------------------------------------------------------------------------------

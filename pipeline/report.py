@@ -8,7 +8,7 @@ Inputs, per task t, method m and seed s (written by the finetune and evaluate st
 - `data/references/<t>/references.json`           the anchors of the similarity scores;
 - `data/prepared/<t>/`                            the human test split (videos only).
 Outputs: `reports/<t>.csv`, `reports/README.md`, `reports/plots/*.png`, `reports/videos/*.mp4`, the
-official per-agent table `evaluation_results/agent_performance_<env id>.csv`, and `metrics/report.json`.
+official per-agent table `evaluation_results/agent_performance_<env id>.csv`, and `metrics/summary.json`.
 
 Aggregation follows rliable (Agarwal et al., 2021): a run (task × method × seed) has one value of each
 score (SCORES). Per task × method and per method across tasks (the seeds × tasks runs, tasks as strata),
@@ -323,26 +323,22 @@ def _json_number(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None  # JSON has no NaN: null = not measured
 
 
-def headline_metrics(across: pl.DataFrame, per_task: dict[str, pl.DataFrame], improvement_table: pl.DataFrame) -> dict:
-    """metrics/report.json (for `dvc metrics show`): `across_tasks.<method>.<score>.{iqm,ci_low,ci_high}`,
-    `per_task.<task>.<method>.<score>` (IQM), and `improvement.<maq>_vs_<baseline>.across_tasks.<score>.{p,ci_low,ci_high}`
-    and `.per_task.<task>.<score>` (P); null = not measured. From `aggregate` over all tasks (`across`) and per
-    task, and from `improvement`."""
+def summary_metrics(across: pl.DataFrame, per_task: dict[str, pl.DataFrame], improvement_table: pl.DataFrame) -> dict:
+    """metrics/summary.json, the one metrics file for comparing experiments (`dvc exp show`): per method across
+    tasks `across_tasks.<method>.<score>.{iqm,ci_low,ci_high}`; per task × method `per_task.<task>.<method>.<score>`
+    (IQM); and per MAQ+X vs X pair across tasks `improvement.<maq>_vs_<baseline>.<score>.{p,ci_low,ci_high}`.
+    null = not measured. Per-task P(MAQ+X > X) stays in the report's tables, per-run numbers in metrics/evaluate/."""
     stats = lambda row, score, point: {k: _json_number(row[f"{score}_{k}"]) for k in (point, "ci_low", "ci_high")}  # noqa: E731
-    pairs: dict[str, dict] = {}
-    for row in improvement_table.iter_rows(named=True):
-        pair = pairs.setdefault(f"{row['method']}_vs_{row['baseline']}", {"across_tasks": {}, "per_task": {}})
-        if row["scope"] == "across_tasks":
-            pair["across_tasks"] = {s: stats(row, s, "p") for s in IMPROVEMENT_SCORES}
-        else:
-            pair["per_task"][row["scope"]] = {s: _json_number(row[f"{s}_p"]) for s in IMPROVEMENT_SCORES}
     return {
         "across_tasks": {row["method"]: {s: stats(row, s, "iqm") for s in SCORES} for row in across.iter_rows(named=True)},
         "per_task": {
             task: {row["method"]: {s: _json_number(row[f"{s}_iqm"]) for s in SCORES} for row in table.iter_rows(named=True)}
             for task, table in per_task.items()
         },
-        "improvement": pairs,
+        "improvement": {
+            f"{row['method']}_vs_{row['baseline']}": {s: stats(row, s, "p") for s in IMPROVEMENT_SCORES}
+            for row in improvement_table.iter_rows(named=True) if row["scope"] == "across_tasks"
+        },
     }
 
 
@@ -593,7 +589,7 @@ def markdown_report(sections: list[str], cfg: ReportConfig) -> str:
         "ratios compare −|log ratio|), 0.5 = no difference.",
         "",
         "Per-seed numbers: `evaluation_results/agent_performance_<env>.csv`; per-task tables: `reports/<task>.csv`; "
-        "headline numbers: `metrics/report.json`.",
+        "headline numbers for `dvc exp show`: `metrics/summary.json`.",
         "",
     ]
     return "\n".join(header + sections)
@@ -668,7 +664,7 @@ def make_report(tasks: tuple[str, ...], methods: tuple[str, ...], seeds: tuple[i
         written += [path for path, _ in videos]
         sections.append(task_section(task, task_table, improvement_table, task_runs, references, figures, [line for _, line in videos]))
 
-    readme, metrics = paths.reports / "README.md", paths.metrics / "report.json"
+    readme, metrics = paths.reports / "README.md", paths.metrics / "summary.json"
     write_text_atomic(readme, markdown_report(sections, cfg))
-    write_json_atomic(metrics, headline_metrics(across, per_task, improvement_table))
+    write_json_atomic(metrics, summary_metrics(across, per_task, improvement_table))
     return written + [readme, metrics]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -22,16 +23,18 @@ from pathlib import Path
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+MAX_COMPARE_COLUMNS = 40  # the README's `dvc exp show` must stay readable (issue 15)
 
 # Params that make every stage run in seconds (also used by the tests).
 TINY_PARAMS = {
     "demos": {"episodes": 6},
-    "codebook": {"epochs": 2, "hidden": 32, "latent_dim": 16, "checkpoint_every": 1},
-    "finetune": {"env_steps": 200, "offline_updates": 10, "eval_every": 200, "eval_episodes": 1, "checkpoint_every": 0},
+    "codebook": {"epochs": 2, "hidden": 32, "latent_dim": 16},
+    "finetune": {"env_steps": 200, "offline_updates": 10, "eval_every": 200, "eval_episodes": 1},
     "agents": {m: {"hidden": [32, 32], "batch_size": 16, **({"warmup_steps": 5} if m in ("sac", "rlpd", "maq_rlpd", "maq_dsac") else {})}
                for m in ("sac", "rlpd", "iql", "maq_rlpd", "maq_iql", "maq_dsac")},
     "evaluate": {"episodes": 1, "reference_episodes": 1},
     "report": {"bootstrap_reps": 50, "videos": False},
+    "runtime": {"codebook_checkpoint_every": 1, "finetune_checkpoint_every": 0},
 }
 
 
@@ -53,6 +56,31 @@ def run(cmd: list[str], cwd: Path) -> str:
     if result.returncode != 0:
         raise SystemExit(f"smoke run failed: {' '.join(cmd)} exited {result.returncode}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return result.stdout + result.stderr
+
+
+def readme_command(prefix: str) -> list[str]:
+    """The README's command line that starts with `prefix`, split as a shell would."""
+    lines = [line.strip() for line in (REPO_ROOT / "README.md").read_text().splitlines() if line.strip().startswith(prefix)]
+    if not lines:
+        raise SystemExit(f"smoke run failed: the README has no command starting with {prefix!r}")
+    return shlex.split(lines[0])
+
+
+def check_compare_command(project: Path) -> None:
+    """The README's `dvc exp show` comparison, on the sweep's two experiments (H=3, H=5): it runs, sorts, fits in
+    MAX_COMPARE_COLUMNS columns, and the experiments' summary metrics (metrics/summary.json) differ in it."""
+    command = readme_command("dvc exp show --drop")
+    table = run([sys.executable, "-m", *command, "--md"], project)
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in table.splitlines() if line.startswith("|")]
+    header, body = rows[0], [row for row in rows[2:] if row]
+    summary = [i for i, name in enumerate(header) if name.startswith("across_tasks.")]
+    experiments = [row for row in body if any(name in row[0] for name in ("H3", "H5"))]
+    if len(header) > MAX_COMPARE_COLUMNS or not summary or len(experiments) != 2:
+        raise SystemExit(f"smoke run failed: the README's `dvc exp show` should show the 2 experiments in <= "
+                         f"{MAX_COMPARE_COLUMNS} columns with summary metrics, got {len(header)} columns:\n{table}")
+    if all(experiments[0][i] == experiments[1][i] for i in summary):
+        raise SystemExit(f"smoke run failed: the H=3 and H=5 experiments show the same summary metrics:\n{table}")
+    print(f"README's dvc exp show: {len(header)} columns, {len(summary)} summary metrics, sorted, experiments differ")
 
 
 def smoke(workdir: Path) -> None:
@@ -91,7 +119,9 @@ def smoke(workdir: Path) -> None:
     if len(table) != 3 or table[1].split(",")[4:] == table[2].split(",")[4:]:
         raise SystemExit(f"smoke run failed: the H=3 and H=5 experiments should give two rows with different metrics:\n{table}")
     print(f"sweep of 2 experiments (H=3, H=5) queued, run and collected in {time.perf_counter() - start:.0f} s")
-    print(f"smoke run passed: {len(methods)} methods in the report, no-op second repro, dvc push/pull round trip, sweep")
+    check_compare_command(project)
+    print(f"smoke run passed: {len(methods)} methods in the report, no-op second repro, dvc push/pull round trip, sweep, "
+          "README's experiment comparison")
 
 
 def main(argv: list[str] | None = None) -> None:

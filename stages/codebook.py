@@ -27,7 +27,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", required=True)
     task = get_task(parser.parse_args(argv).task).name
-    cfg = load_params().codebook
+    params = load_params()
+    cfg = params.codebook
     if cfg.source != "train":
         codebook, m = fetch_codebook(
             task, cfg.source,
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> None:
         metrics_path=Path("metrics/codebook") / f"{task}.json",
         plots_path=Path("plots/codebook") / f"{task}.csv",
         checkpoint_dir=Path(".checkpoints/codebook") / task,
+        checkpoint_every=params.runtime.codebook_checkpoint_every,
     )
     resumed = f", resumed at epoch {result.resumed_from}" if result.resumed_from else ""
     print(

@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
         curves_dir=Path("plots/finetune") / run,
         metrics_dir=Path("metrics/finetune") / run,
         checkpoint_dir=Path(".checkpoints/finetune") / run,
+        checkpoint_every=params.runtime.finetune_checkpoint_every,
     ).metrics
     for seed, m in zip(params.seeds, results):
         print(f"finetune {task}/{method}/seed{seed}: {m['env_steps']} env steps, {m['offline_updates']} offline + "

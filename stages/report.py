@@ -4,7 +4,7 @@
 
 Reads params `tasks`, `methods` (baselines, then MAQ), `seeds` and `report.*`, the evaluations/, plots/finetune/ and
 data/references/ of every listed run (data/prepared/ for videos); writes reports/ (README.md, one
-CSV per task, plots/*.png, videos/*.mp4), evaluation_results/agent_performance_<env>.csv and metrics/report.json.
+CSV per task, plots/*.png, videos/*.mp4), evaluation_results/agent_performance_<env>.csv and metrics/summary.json.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> None:
     written = make_report(tasks, methods, seeds, params.report, ReportPaths())
     print(
         f"report: {len(tasks)} tasks × {len(methods)} methods × {len(seeds)} seeds → "
-        f"{len(written)} files (reports/README.md, evaluation_results/, metrics/report.json)"
+        f"{len(written)} files (reports/README.md, evaluation_results/, metrics/summary.json)"
     )
 
 

@@ -30,7 +30,7 @@ S, A, H = 10, 4, 4
 def small_cfg(**overrides) -> CodebookConfig:
     """The repo's codebook params, shrunk so that a training run takes about a second."""
     cfg = load_params(REPO / "params.yaml").codebook
-    small = dict(H=H, K=8, latent_dim=16, hidden=64, epochs=12, batch_size=32, lr=1e-3, checkpoint_every=2, threads=1, device="cpu")
+    small = dict(H=H, K=8, latent_dim=16, hidden=64, epochs=12, batch_size=32, lr=1e-3, threads=1, device="cpu")
     return replace(cfg, **{**small, **overrides})
 
 
@@ -163,10 +163,10 @@ def test_resume_after_interrupt_gives_identical_weights(data, tmp_path, options)
     train, test, stats = data
     cfg = small_cfg(epochs=7, **options)
     full = train_codebook(train, cfg, stats, test=test, progress=False)
-    stopped = train_codebook(train, cfg, stats, test=test, checkpoint_dir=tmp_path, stop_after=5, progress=False)
+    stopped = train_codebook(train, cfg, stats, test=test, checkpoint_dir=tmp_path, checkpoint_every=2, stop_after=5, progress=False)
     assert not stopped.completed and (tmp_path / CHECKPOINT_FILE).is_file()
     # as if killed after epoch 5: the last checkpoint holds epoch 4, epoch 5 is redone
-    resumed = train_codebook(train, cfg, stats, test=test, checkpoint_dir=tmp_path, progress=False)
+    resumed = train_codebook(train, cfg, stats, test=test, checkpoint_dir=tmp_path, checkpoint_every=2, progress=False)
     assert resumed.resumed_from == 4 and resumed.completed
     for key, value in full.codebook.model.state_dict().items():
         assert torch.equal(value, resumed.codebook.model.state_dict()[key]), key
@@ -176,8 +176,8 @@ def test_resume_after_interrupt_gives_identical_weights(data, tmp_path, options)
 
 def test_checkpoint_of_other_params_is_ignored(data, tmp_path):
     train, _, stats = data
-    train_codebook(train, small_cfg(epochs=5), stats, checkpoint_dir=tmp_path, stop_after=3, progress=False)
-    other = train_codebook(train, small_cfg(epochs=5, lr=5e-4), stats, checkpoint_dir=tmp_path, progress=False)
+    train_codebook(train, small_cfg(epochs=5), stats, checkpoint_dir=tmp_path, checkpoint_every=2, stop_after=3, progress=False)
+    other = train_codebook(train, small_cfg(epochs=5, lr=5e-4), stats, checkpoint_dir=tmp_path, checkpoint_every=2, progress=False)
     assert other.resumed_from == 0 and other.completed
 
 

@@ -52,7 +52,7 @@ def project(tmp_path_factory) -> Path:
 def tiny_cfg(**changes):
     cfg = load_params(REPO / "params.yaml").finetune
     return replace(cfg, **{**dict(env_steps=400, offline_updates=20, eval_every=200, eval_episodes=1,
-                                  checkpoint_every=200, threads=1, device="cpu"), **changes})
+                                  threads=1, device="cpu"), **changes})
 
 
 def finetune(project: Path, method: str, name: str, cfg=None, codebook_dir: Path | None = None, seeds=(1,), **kwargs):
@@ -61,7 +61,8 @@ def finetune(project: Path, method: str, name: str, cfg=None, codebook_dir: Path
     return run_finetune(
         "door", method, seeds, cfg or tiny_cfg(), TINY_OVERRIDES[method], prepared_dir=project / "prepared",
         codebook_dir=(codebook_dir or project / "codebook") if AGENTS[method].macro else None, agents_dir=run / "agents",
-        curves_dir=run / "curves", metrics_dir=run / "metrics", checkpoint_dir=run / "ckpt", progress=False, **kwargs,
+        curves_dir=run / "curves", metrics_dir=run / "metrics", checkpoint_dir=run / "ckpt", checkpoint_every=200, progress=False,
+        **kwargs,
     )
 
 

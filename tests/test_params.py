@@ -180,13 +180,17 @@ def test_stage_params_in_dvc_yaml_cover_what_the_code_reads(tmp_path, monkeypatc
     raw["seeds"] = [1]
     (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     monkeypatch.chdir(project)
+    runtime_reads = set()
     for stage, (run, item) in STAGE_RUNNERS.items():
         with record_param_reads() as reads:
             run(item)
         assert reads, f"stage {stage} read no params"
         declared = declared_params(stage, item)
-        undeclared = {r for r in reads if not any(r == d or r.startswith(d + ".") for d in declared)}
+        assert not any(d == "runtime" or d.startswith("runtime.") for d in declared), f"stage {stage} declares a runtime knob"
+        runtime_reads |= {r for r in reads if r.startswith("runtime.")}  # read, but do not change results: not stage params
+        undeclared = {r for r in reads if not r.startswith("runtime.") and not any(r == d or r.startswith(d + ".") for d in declared)}
         assert not undeclared, f"dvc.yaml stage {stage} lacks params {sorted(undeclared)}"
+    assert runtime_reads == {"runtime.codebook_checkpoint_every", "runtime.finetune_checkpoint_every"}
     assert (project / "data/prepared/door/meta.json").is_file()
     assert (project / "models/codebooks/door/model.safetensors").is_file()
 

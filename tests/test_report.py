@@ -264,14 +264,14 @@ def test_task_csv_and_markdown_list_every_method(report):
     assert readme.index("## Across tasks") < readme.index(f"## {TASK} (")
 
 
-def test_headline_metrics_json_has_no_nan_and_the_headline_keys(report):
+def test_summary_metrics_json_has_no_nan_and_the_headline_keys(report):
     text = (REPO_ROOT / "dvc.yaml").read_text()
-    assert {"metrics/report.json": {"cache": False}} in yaml.safe_load(text)["stages"]["report"]["metrics"]
+    assert {"metrics/summary.json": {"cache": False}} in yaml.safe_load(text)["stages"]["report"]["metrics"]
 
     def refuse(constant):
-        raise AssertionError(f"{constant} in metrics/report.json")
+        raise AssertionError(f"{constant} in metrics/summary.json")
 
-    metrics = json.loads((report.metrics / "report.json").read_text(), parse_constant=refuse)
+    metrics = json.loads((report.metrics / "summary.json").read_text(), parse_constant=refuse)
     assert set(metrics) == {"across_tasks", "per_task", "improvement"}
     assert set(metrics["across_tasks"]) == set(METHODS) and set(metrics["across_tasks"]["sac"]) == set(metrics["per_task"][TASK]["sac"])
     sac = metrics["across_tasks"]["sac"]["normalized_score"]
@@ -280,8 +280,8 @@ def test_headline_metrics_json_has_no_nan_and_the_headline_keys(report):
     assert metrics["per_task"][TASK]["sac"]["discriminator_auc"] is None  # not measured: null
     assert metrics["per_task"][TASK]["rlpd"]["paired_dtw_similarity"] == pytest.approx(0.22)
     pair = metrics["improvement"]["maq_rlpd_vs_rlpd"]
-    assert pair["across_tasks"]["discriminator_auc"] == {"p": 1.0, "ci_low": 1.0, "ci_high": 1.0}
-    assert pair["per_task"][TASK]["ldlj_ratio"] == 1.0 and pair["per_task"][TASK]["dtw_similarity"] is not None
+    assert pair["discriminator_auc"] == {"p": 1.0, "ci_low": 1.0, "ci_high": 1.0}
+    assert pair["ldlj_ratio"]["p"] == 1.0 and pair["dtw_similarity"]["p"] is not None
 
 
 def test_pngs_are_pictures(report):

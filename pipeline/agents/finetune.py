@@ -1,7 +1,7 @@
 """The finetune run: every seed of one task × method trained as one population, written per seed.
 
     run_finetune(task, method, seeds, cfg, overrides, execute_steps=None, prepared_dir=..., codebook_dir=...,
-                 agents_dir=..., curves_dir=..., metrics_dir=..., checkpoint_dir=...)
+                 agents_dir=..., curves_dir=..., metrics_dir=..., checkpoint_dir=..., checkpoint_every=0)
 
 writes, for each seed s, `agents_dir/seed<s>/` (config.json, model.safetensors, README.md),
 `curves_dir/seed<s>.csv` and `metrics_dir/seed<s>.json`: the same files a single run per seed
@@ -81,7 +81,8 @@ class FinetuneResult:
 def run_finetune(task: str, method: str, seeds, cfg: FinetuneConfig, overrides: dict, *, execute_steps: int | None = None,
                  prepared_dir: str | Path,
                  codebook_dir: str | Path | None, agents_dir: str | Path, curves_dir: str | Path, metrics_dir: str | Path,
-                 checkpoint_dir: str | Path, progress: bool = True, stop_after_env_steps: int | None = None) -> FinetuneResult:
+                 checkpoint_dir: str | Path, checkpoint_every: int = 0, progress: bool = True,
+                 stop_after_env_steps: int | None = None) -> FinetuneResult:
     """Train every seed of `task` × `method` and write their outputs. `stop_after_env_steps` stops
     after the checkpoint that follows that many env steps, writing nothing else (to test resuming)."""
     from pipeline.codebook import Codebook
@@ -120,14 +121,14 @@ def run_finetune(task: str, method: str, seeds, cfg: FinetuneConfig, overrides: 
     members = [make_member(agent, s, env, demos, capacity, entry.offline_phase) for s, env in zip(seeds, envs)]
 
     checkpoint = Path(checkpoint_dir) / CHECKPOINT_FILE
-    settings = {k: v for k, v in section_to_dict(cfg).items() if k not in ("checkpoint_every", "threads", "device")}
+    settings = {k: v for k, v in section_to_dict(cfg).items() if k not in ("threads", "device")}
     fingerprint = run_fingerprint(task, method, seeds, asdict(config), settings, codebook.hash if codebook else None,
                                   execute_steps, demos=demos)
     resumed = load_population(checkpoint, agent, members, fingerprint)
     if resumed:
         c = members[0].counters
         print(f"resuming {task}/{method} seeds {seeds} at {c.offline_updates} offline updates, {c.env_steps} env steps")
-    schedule = Schedule(cfg.env_steps, cfg.offline_updates if entry.offline_phase else 0, cfg.eval_every, cfg.checkpoint_every)
+    schedule = Schedule(cfg.env_steps, cfg.offline_updates if entry.offline_phase else 0, cfg.eval_every, checkpoint_every)
     start = time.perf_counter()
     finished = train_population(
         agent, members, schedule,

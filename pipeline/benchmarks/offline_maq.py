@@ -262,7 +262,7 @@ def run_task(task: str, args, params, sets: dict, out: Path) -> dict:
     runs = [(method, n) for method in args.methods for n in (steps if AGENTS[method].macro else [None])]
     for method, n in runs:
         overrides = {**dict(getattr(params.agents, method)), **sets.get(method, {})}
-        cfg = replace(params.finetune, env_steps=0, offline_updates=args.updates, eval_episodes=1, checkpoint_every=0,
+        cfg = replace(params.finetune, env_steps=0, offline_updates=args.updates, eval_episodes=1,
                       threads=args.threads, device=args.device)
         name = method if n is None else f"{method}-n{n}"
         run = out / task / name

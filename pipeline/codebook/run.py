@@ -163,6 +163,7 @@ def run_codebook(
     metrics_path: str | Path,
     plots_path: str | Path,
     checkpoint_dir: str | Path,
+    checkpoint_every: int = 0,
     progress: bool = True,
 ) -> tuple[TrainResult, dict]:
     """Train, evaluate and write everything the stage declares; remove the checkpoint at the end."""
@@ -171,7 +172,8 @@ def run_codebook(
         raise ValueError(f"{prepared_dir}/meta.json is for task {prepared.meta['task']!r}, not {task!r}")
     train, test = make_windows(prepared.train, cfg.H), make_windows(prepared.test, cfg.H)
     info = {"task": task, "data_source": prepared.meta["source"], "data_source_sha256": prepared.meta["source_sha256"], "training": section_to_dict(cfg)}
-    result = train_codebook(train, cfg, prepared.stats, test=test, checkpoint_dir=checkpoint_dir, info=info, progress=progress)
+    result = train_codebook(train, cfg, prepared.stats, test=test, checkpoint_dir=checkpoint_dir,
+                            checkpoint_every=checkpoint_every, info=info, progress=progress)
     metrics = evaluate_codebook(result.codebook, train, test)
     metrics["train_seconds"] = round(result.train_seconds, 2)
     digest = result.codebook.hash

@@ -132,7 +132,7 @@ def encode_all(model: VQVAE, obs_n: torch.Tensor, macro_n: torch.Tensor) -> tupl
 def fingerprint(cfg: CodebookConfig, train: Windows, stats: dict) -> str:
     """What a checkpoint must match to be resumed: results-relevant params and the train data."""
     h = hashlib.sha256()
-    settings = {k: v for k, v in section_to_dict(cfg).items() if k not in ("checkpoint_every", "threads", "device")}
+    settings = {k: v for k, v in section_to_dict(cfg).items() if k not in ("threads", "device")}
     h.update(json.dumps(settings, sort_keys=True).encode())
     h.update(json.dumps({k: np.asarray(v, np.float32).tolist() for k, v in sorted(stats.items())}).encode())
     for array in (train.obs, train.macro):
@@ -188,6 +188,7 @@ def train_codebook(
     *,
     test: Windows | None = None,
     checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int = 0,
     stop_after: int | None = None,
     info: dict | None = None,
     progress: bool = True,
@@ -286,7 +287,7 @@ def train_codebook(
         state["history"].append(row)
         state["epochs_done"] = epoch + 1
         epochs.set_postfix(recon=f"{recon_mean:.4f}", used=row["train_used_codes"])
-        if checkpoint is not None and cfg.checkpoint_every > 0 and (epoch + 1) % cfg.checkpoint_every == 0 and epoch + 1 < cfg.epochs:
+        if checkpoint is not None and checkpoint_every > 0 and (epoch + 1) % checkpoint_every == 0 and epoch + 1 < cfg.epochs:
             state["train_seconds"] += time.perf_counter() - started
             started = time.perf_counter()
             save_checkpoint(checkpoint, model, optimizer, ema, state)
