@@ -8,6 +8,9 @@
     maq hub pull REPO@REV [--store models/hub]
                                           download an artifact into the local store; prints its directory
 
+    maq --version                         the installed maq-hub version
+    maq --print-completion bash           shell completion (bash, zsh, tcsh, fish, powershell; by shtab)
+
 Each command group is added by one `_add_*` function below; handlers import lazily so that
 `maq --help` stays fast.
 """
@@ -212,8 +215,23 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def package_version() -> str:
+    """The installed maq-hub version (pyproject.toml), or "unknown" when running from a checkout that is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("maq-hub")
+    except PackageNotFoundError:
+        return "unknown (not installed: run `make install`)"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    import shtab
+
     parser = argparse.ArgumentParser(prog="maq", description="MAQ hub: human-like RL agents from demonstrations")
+    parser.add_argument("--version", action="version", version=f"maq {package_version()}")
+    shtab.add_argument_to(parser, "--print-completion", help="print a shell completion script: bash, zsh, tcsh, fish or powershell "
+                          "(e.g. `maq --print-completion bash > ~/.local/share/bash-completion/completions/maq`)")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_data_commands(sub)
     _add_hub_commands(sub)
