@@ -7,7 +7,7 @@ Inputs, per task t, method m and seed s (written by the finetune and evaluate st
 - `plots/finetune/<t>/<m>/seed<s>.csv`            the learning curve;
 - `data/references/<t>/references.json`           the anchors of the similarity scores;
 - `data/prepared/<t>/`                            the human test split (videos only).
-Outputs: `reports/<t>.csv`, `reports/README.md`, `reports/plots/*.png`, `reports/videos/*.mp4`, the
+Outputs: `reports/<t>.csv`, `reports/curves/<t>.csv` (every learning curve, a DVC plot), `reports/README.md`, `reports/plots/*.png`, `reports/videos/*.mp4`, the
 official per-agent table `evaluation_results/agent_performance_<env id>.csv`, and `metrics/summary.json`.
 
 Aggregation follows rliable (Agarwal et al., 2021): a run (task × method × seed) has one value of each
@@ -470,6 +470,13 @@ def plot_code_usage(runs: list[Run], task: str) -> Figure | None:
     return fig
 
 
+def curves_table(runs: list[Run]) -> pl.DataFrame:
+    """Every run's learning curve in one long table (`method`, `seed`, then CURVE_COLUMNS), in the order of `runs`:
+    `reports/curves/<task>.csv`, the DVC plot drawn with the `learning_curves` template (a line per method × seed)."""
+    return pl.concat([run.curve.select(pl.lit(run.method).alias("method"), pl.lit(run.seed).alias("seed"), *CURVE_COLUMNS)
+                      for run in runs])
+
+
 def save_png(fig: Figure, path: Path) -> None:
     """Render a figure with Agg and write it as PNG, atomically."""
     FigureCanvasAgg(fig)
@@ -642,6 +649,7 @@ def make_report(tasks: tuple[str, ...], methods: tuple[str, ...], seeds: tuple[i
         for frame, path in (
             (task_table, paths.reports / f"{task}.csv"),
             (official_table(task_runs), paths.results / f"agent_performance_{get_task(task).env_id}.csv"),
+            (curves_table(task_runs), paths.reports / "curves" / f"{task}.csv"),
         ):
             with atomic_path(path) as tmp:
                 frame.write_csv(tmp)

@@ -284,6 +284,15 @@ def test_summary_metrics_json_has_no_nan_and_the_headline_keys(report):
     assert pair["ldlj_ratio"]["p"] == 1.0 and pair["dtw_similarity"]["p"] is not None
 
 
+def test_curves_table_holds_every_runs_learning_curve(report):
+    curves = pl.read_csv(report.reports / "curves" / f"{TASK}.csv")
+    assert curves.columns == ["method", "seed", "env_steps", "eval_return", "eval_normalized_score", "eval_success_rate"]
+    assert curves.select("method", "seed").unique(maintain_order=True).rows() == [(m, s) for m in METHODS for s in SEEDS]
+    one_run = curves.filter((pl.col("method") == METHODS[0]) & (pl.col("seed") == SEEDS[0]))
+    expected = pl.read_csv(report.curves / TASK / METHODS[0] / f"seed{SEEDS[0]}.csv")
+    assert one_run.drop("method", "seed").equals(expected.select(one_run.drop("method", "seed").columns))
+
+
 def test_pngs_are_pictures(report):
     from PIL import Image
 
