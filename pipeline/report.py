@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -33,6 +33,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
+from pipeline.artifacts.layout import Layout
 from pipeline.config import ReportConfig
 from pipeline.evaluation import DISTANCES
 from pipeline.io import atomic_path, write_json_atomic, write_text_atomic
@@ -41,28 +42,6 @@ from pipeline.tasks import get_task
 EPISODE_COLUMNS = ("env_seed", "terminated", "raw_reward", "normalized_score", "length", "success", "success_ever", "success_held", *DISTANCES)
 CURVE_COLUMNS = ("env_steps", "eval_return", "eval_normalized_score", "eval_success_rate")
 BOOTSTRAP_SEED = 0
-
-
-@dataclass(frozen=True)
-class ReportPaths:
-    """Where the report reads and writes, relative to the repository root by default."""
-
-    evaluations: Path = Path("evaluations")
-    curves: Path = Path("plots/finetune")
-    references: Path = Path("data/references")
-    prepared: Path = Path("data/prepared")
-    reports: Path = Path("reports")
-    results: Path = Path("evaluation_results")
-    metrics: Path = Path("metrics")
-
-    @classmethod
-    def under(cls, root: Path) -> ReportPaths:
-        """The same layout under another root directory."""
-        default = cls()
-        return cls(**{f.name: Path(root) / getattr(default, f.name) for f in fields(cls)})
-
-    def run_dir(self, task: str, method: str, seed: int) -> Path:
-        return self.evaluations / task / method / f"seed{seed}"
 
 
 @dataclass(frozen=True)
@@ -85,9 +64,9 @@ def _require_columns(frame: pl.DataFrame, columns: tuple[str, ...], path: Path) 
         raise ValueError(f"{path} lacks columns {missing}; re-run the stage that wrote it")
 
 
-def load_run(paths: ReportPaths, task: str, method: str, seed: int) -> Run:
+def load_run(paths: Layout, task: str, method: str, seed: int) -> Run:
     """Read one run's evaluation and learning curve, with errors that name the stage to run."""
-    run_dir = paths.run_dir(task, method, seed)
+    run_dir = paths.evaluation(task, method, seed)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"no evaluation of {task} / {method} / seed {seed} at {run_dir}; run `dvc repro evaluate` first")
     # the paper protocol's episodes; under `evaluate.protocol: paired` only, the paired ones (same columns)
@@ -95,7 +74,7 @@ def load_run(paths: ReportPaths, task: str, method: str, seed: int) -> Run:
     for name in (f"{prefix}episodes.parquet", "summary.json", f"{prefix}trajectories.safetensors"):
         if not (run_dir / name).is_file():
             raise FileNotFoundError(f"{run_dir / name} is missing; re-run `dvc repro evaluate`")
-    curve_path = paths.curves / task / method / f"seed{seed}.csv"
+    curve_path = paths.curve(task, method, seed)
     if not curve_path.is_file():
         raise FileNotFoundError(f"no learning curve at {curve_path}; run `dvc repro finetune` first")
 
@@ -112,14 +91,14 @@ def load_run(paths: ReportPaths, task: str, method: str, seed: int) -> Run:
     return Run(task, method, seed, episodes, summary, curve.sort("env_steps"), run_dir / f"{prefix}trajectories.safetensors")
 
 
-def load_runs(paths: ReportPaths, tasks: tuple[str, ...], methods: tuple[str, ...], seeds: tuple[int, ...]) -> list[Run]:
+def load_runs(paths: Layout, tasks: tuple[str, ...], methods: tuple[str, ...], seeds: tuple[int, ...]) -> list[Run]:
     """Every listed task × method × seed, in that order."""
     return [load_run(paths, t, m, s) for t in tasks for m in methods for s in seeds]
 
 
-def load_references(paths: ReportPaths, task: str) -> dict[str, dict[str, float]]:
+def load_references(paths: Layout, task: str) -> dict[str, dict[str, float]]:
     """`{distance: {"random": float, "human": float}}`, the anchors of the task's similarity scores."""
-    path = paths.references / task / "references.json"
+    path = paths.references_file(task)
     if not path.is_file():
         raise FileNotFoundError(f"no similarity anchors at {path}; run `dvc repro references` first")
     return json.loads(path.read_text())["distances"]  # written by pipeline.evaluation.run_references
@@ -603,7 +582,7 @@ def markdown_report(sections: list[str], cfg: ReportConfig) -> str:
 
 
 # -- videos ------------------------------------------------------------------------------------
-def write_videos(paths: ReportPaths, runs: list[Run], cfg: ReportConfig) -> list[tuple[Path, str]]:
+def write_videos(paths: Layout, runs: list[Run], cfg: ReportConfig) -> list[tuple[Path, str]]:
     """Videos of each run of `runs` (one task): its first `cfg.video_episodes` evaluation episodes,
     and its first episode next to the closest human test episode. Returns each video's path and
     Markdown line."""
@@ -612,7 +591,7 @@ def write_videos(paths: ReportPaths, runs: list[Run], cfg: ReportConfig) -> list
     from pipeline.data.prepare import load_prepared
 
     task = runs[0].task
-    _, human, meta = load_prepared(paths.prepared / task)
+    _, human, meta = load_prepared(paths.prepared(task))
     fps = video.playback_fps(task)
     written = []
     for run in tqdm(runs, desc=f"videos {task}", unit="run"):
@@ -634,7 +613,7 @@ def write_videos(paths: ReportPaths, runs: list[Run], cfg: ReportConfig) -> list
 
 
 # -- the stage ---------------------------------------------------------------------------------
-def make_report(tasks: tuple[str, ...], methods: tuple[str, ...], seeds: tuple[int, ...], cfg: ReportConfig, paths: ReportPaths) -> list[Path]:
+def make_report(tasks: tuple[str, ...], methods: tuple[str, ...], seeds: tuple[int, ...], cfg: ReportConfig, paths: Layout) -> list[Path]:
     """Load every listed run, aggregate, and write all report outputs; returns the written paths."""
     runs = load_runs(paths, tasks, methods, seeds)
     across, improvement_table = aggregate(runs, cfg), improvement(runs, cfg)
@@ -672,7 +651,7 @@ def make_report(tasks: tuple[str, ...], methods: tuple[str, ...], seeds: tuple[i
         written += [path for path, _ in videos]
         sections.append(task_section(task, task_table, improvement_table, task_runs, references, figures, [line for _, line in videos]))
 
-    readme, metrics = paths.reports / "README.md", paths.metrics / "summary.json"
+    readme, metrics = paths.reports / "README.md", paths.summary
     write_text_atomic(readme, markdown_report(sections, cfg))
     write_json_atomic(metrics, summary_metrics(across, per_task, improvement_table))
     return written + [readme, metrics]

@@ -22,6 +22,9 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.artifacts.layout import Layout
+from pipeline.sweep import SWEEP_DIR
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MAX_COMPARE_COLUMNS = 40  # the README's `dvc exp show` must stay readable (issue 15)
 
@@ -91,7 +94,7 @@ def smoke(workdir: Path) -> None:
     start = time.perf_counter()
     out = run([sys.executable, "-m", "dvc", "repro"], project)
     print(f"dvc repro (tiny params): {time.perf_counter() - start:.0f} s")
-    report = (project / "reports/README.md").read_text()
+    report = (Layout(project).reports / "README.md").read_text()
     params = yaml.safe_load((project / "params.yaml").read_text())
     methods = params["methods"]["baselines"] + params["methods"]["maq"]
     missing = [m for m in methods if f"| {m} |" not in report]
@@ -106,7 +109,7 @@ def smoke(workdir: Path) -> None:
     outputs = {project: {"models", "evaluations", "reports", "evaluation_results", "data"}, project / ".dvc": {"cache", "tmp"}}
     shutil.copytree(project, other, ignore=lambda d, names: [n for n in names if n in outputs.get(Path(d), ())])
     run([sys.executable, "-m", "dvc", "pull"], other)
-    restored = (other / "reports/README.md").read_text()
+    restored = (Layout(other).reports / "README.md").read_text()
     if restored != report:
         raise SystemExit("smoke run failed: `dvc pull` into a second checkout did not restore the report")
     # experiments: two macro lengths through the sweep queue, collected into one table
@@ -115,7 +118,7 @@ def smoke(workdir: Path) -> None:
     start = time.perf_counter()
     run([*maq, "sweep", "run", "--jobs", "1"], project)
     run([*maq, "sweep", "collect", "--name", "smoke"], project)
-    table = (project / "sweeps/smoke.csv").read_text().strip().splitlines()
+    table = (project / SWEEP_DIR / "smoke.csv").read_text().strip().splitlines()
     if len(table) != 3 or table[1].split(",")[4:] == table[2].split(",")[4:]:
         raise SystemExit(f"smoke run failed: the H=3 and H=5 experiments should give two rows with different metrics:\n{table}")
     print(f"sweep of 2 experiments (H=3, H=5) queued, run and collected in {time.perf_counter() - start:.0f} s")

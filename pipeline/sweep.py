@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.artifacts.layout import Layout
 from pipeline.io import write_text_atomic
 from pipeline.methods import METHODS, dag_methods
 from pipeline.tasks import get_task
@@ -117,7 +118,7 @@ def experiment_rows(exp_show: list[dict], prefix: str) -> list[dict]:
                 params = data["params"]["params.yaml"]["data"]
                 method = (params["methods"]["baselines"] or params["methods"]["maq"])[0]
                 task, seed = params["tasks"][0], params["seeds"][0]
-                metrics_file = f"metrics/evaluate/{task}/{method}/seed{seed}.json"
+                metrics_file = Layout().evaluate_metrics(task, method, seed).as_posix()
                 metrics = (data.get("metrics") or {}).get(metrics_file, {}).get("data")
                 if metrics is None:
                     continue

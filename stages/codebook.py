@@ -15,8 +15,8 @@ and writes the same outputs.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from pipeline.artifacts.layout import Layout
 from pipeline.codebook.run import fetch_codebook, run_codebook
 from pipeline.config import load_params
 from pipeline.entry import run_stage
@@ -29,13 +29,14 @@ def main(argv: list[str] | None = None) -> None:
     task = get_task(parser.parse_args(argv).task).name
     params = load_params()
     cfg = params.codebook
+    layout = Layout()
     if cfg.source != "train":
         codebook, m = fetch_codebook(
             task, cfg.source,
-            prepared_dir=Path("data/prepared") / task,
-            out_dir=Path("models/codebooks") / task,
-            metrics_path=Path("metrics/codebook") / f"{task}.json",
-            plots_path=Path("plots/codebook") / f"{task}.csv",
+            prepared_dir=layout.prepared(task),
+            out_dir=layout.codebook(task),
+            metrics_path=layout.codebook_metrics(task),
+            plots_path=layout.codebook_curve(task),
         )
         print(f"codebook {task}: pulled {cfg.source} (H={codebook.H} K={codebook.K}, sha256 {m['codebook_sha256'][:12]}): "
               f"test MSE {m['test_mse']:.4f}, ratio {m['test_mse_ratio']:.2f}, {m['test_used_codes']}/{codebook.K} codes used")
@@ -43,11 +44,11 @@ def main(argv: list[str] | None = None) -> None:
     result, m = run_codebook(
         task,
         cfg,
-        prepared_dir=Path("data/prepared") / task,
-        out_dir=Path("models/codebooks") / task,
-        metrics_path=Path("metrics/codebook") / f"{task}.json",
-        plots_path=Path("plots/codebook") / f"{task}.csv",
-        checkpoint_dir=Path(".checkpoints/codebook") / task,
+        prepared_dir=layout.prepared(task),
+        out_dir=layout.codebook(task),
+        metrics_path=layout.codebook_metrics(task),
+        plots_path=layout.codebook_curve(task),
+        checkpoint_dir=layout.checkpoints("codebook", task),
         checkpoint_every=params.runtime.codebook_checkpoint_every,
     )
     resumed = f", resumed at epoch {result.resumed_from}" if result.resumed_from else ""

@@ -8,8 +8,8 @@ source the demonstrations live outside the pipeline, and the stage only writes a
 
 import argparse
 import shutil
-from pathlib import Path
 
+from pipeline.artifacts.layout import Layout
 from pipeline.config import load_params
 from pipeline.entry import run_stage
 from pipeline.io import write_text_atomic
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> None:
 
     params = load_params()
     source = getattr(params.sources, args.task)
-    store = Path("data/demos") / args.task
+    store = Layout().demos(args.task)
     if source != "synthetic":
         shutil.rmtree(store, ignore_errors=True)
         write_text_atomic(store / "SOURCE.md", f"The demonstrations of {args.task} come from `{source}`; no synthetic ones were generated.\n")

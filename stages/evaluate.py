@@ -14,8 +14,8 @@ twins, summary.json) and metrics/evaluate/<task>/<method>/seed<s>.json.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from pipeline.artifacts.layout import Layout
 from pipeline.config import load_params
 from pipeline.entry import run_stage
 from pipeline.evaluation import run_evaluate
@@ -35,15 +35,15 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def evaluate_seed(task: str, method: str, seed: int, cfg) -> None:
-    run = Path(task) / method / f"seed{seed}"
+    layout = Layout()
     s = run_evaluate(
         task, method, seed, cfg,
-        agent_dir=Path("models/agents") / run,
-        codebook_dir=Path("models/codebooks") / task if METHODS[method].macro else None,
-        prepared_dir=Path("data/prepared") / task,
-        references_path=Path("data/references") / task / "references.json",
-        out_dir=Path("evaluations") / run,
-        metrics_path=Path("metrics/evaluate") / run.with_suffix(".json"),
+        agent_dir=layout.agent(task, method, seed),
+        codebook_dir=layout.codebook(task) if METHODS[method].macro else None,
+        prepared_dir=layout.prepared(task),
+        references_path=layout.references_file(task),
+        out_dir=layout.evaluation(task, method, seed),
+        metrics_path=layout.evaluate_metrics(task, method, seed),
     )
     shown = {"normalized score": "normalized_score_mean", "success": "success_rate", "DTW similarity": "dtw_state_mean_similarity",
              "paired DTW similarity": "paired_dtw_state_similarity", "discriminator AUC": "discriminator_auc", "jerk ratio": "action_jerk_ratio"}

@@ -12,8 +12,8 @@ and metrics/finetune/<task>/<method>/seed<s>.json. Resumable from .checkpoints/f
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from pipeline.artifacts.layout import Layout
 from pipeline.agents.finetune import run_finetune
 from pipeline.config import load_params
 from pipeline.entry import run_stage
@@ -28,16 +28,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     task, method = get_task(args.task).name, args.method
     params = load_params()
-    run = Path(task) / method
+    layout = Layout()
     results = run_finetune(
         task, method, params.seeds, params.finetune, getattr(params.agents, method),
         execute_steps=params.macro.execute_steps if METHODS[method].macro else None,
-        prepared_dir=Path("data/prepared") / task,
-        codebook_dir=Path("models/codebooks") / task if METHODS[method].macro else None,
-        agents_dir=Path("models/agents") / run,
-        curves_dir=Path("plots/finetune") / run,
-        metrics_dir=Path("metrics/finetune") / run,
-        checkpoint_dir=Path(".checkpoints/finetune") / run,
+        prepared_dir=layout.prepared(task),
+        codebook_dir=layout.codebook(task) if METHODS[method].macro else None,
+        agents_dir=layout.agents(task, method),
+        curves_dir=layout.curves(task, method),
+        metrics_dir=layout.finetune_metrics(task, method),
+        checkpoint_dir=layout.checkpoints("finetune", task, method),
         checkpoint_every=params.runtime.finetune_checkpoint_every,
     ).metrics
     for seed, m in zip(params.seeds, results):

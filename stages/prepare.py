@@ -5,11 +5,11 @@ data/sources/<task>/); writes exactly `data/prepared/<task>/`.
 """
 
 import argparse
-from pathlib import Path
 
+from pipeline.artifacts.layout import Layout
 from pipeline.config import load_params
 from pipeline.data.prepare import write_prepared
-from pipeline.data.sources import LOCAL_SOURCES, load_source
+from pipeline.data.sources import load_source
 from pipeline.entry import run_stage
 
 
@@ -20,14 +20,15 @@ def main(argv: list[str] | None = None) -> None:
 
     params = load_params()
     cfg = params.prepare
+    layout = Layout()
     loaded = load_source(
         args.task,
         getattr(params.sources, args.task),
-        synthetic_store=Path("data/demos") / args.task,
+        synthetic_store=layout.demos(args.task),
         allow_download=cfg.allow_download,
-        sources_dir=LOCAL_SOURCES / args.task,
+        sources_dir=layout.sources(args.task),
     )
-    meta = write_prepared(args.task, loaded, cfg, Path("data/prepared") / args.task)
+    meta = write_prepared(args.task, loaded, cfg, layout.prepared(args.task))
     print(
         f"prepare@{args.task}: {meta['train']['episodes']} train / {meta['test']['episodes']} test episodes, "
         f"{meta['train']['steps'] + meta['test']['steps']} steps from {loaded.source} "

@@ -13,8 +13,8 @@ human train episodes and of the random agent. Writes data/references/<task>/refe
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from pipeline.artifacts.layout import Layout
 from pipeline.config import load_params
 from pipeline.entry import run_stage
 from pipeline.evaluation import run_references
@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", required=True)
     task = get_task(parser.parse_args(argv).task).name
-    refs = run_references(task, load_params().evaluate, Path("data/prepared") / task, Path("data/references") / task / "references.json")
+    refs = run_references(task, load_params().evaluate, Layout().prepared(task),
+                          Layout().references_file(task))
     paper, paired, auc = refs["distances"], refs["paired"], refs["discriminator"]
     print(f"references {task}: DTW on states random {paper['dtw_state_mean']['random']:.1f} / human {paper['dtw_state_mean']['human']:.1f}; "
           f"W1 on states random {paper['w1_state']['random']:.2f} / human {paper['w1_state']['human']:.2f}")

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import argparse
 
+from pipeline.artifacts.layout import Layout
 from pipeline.config import load_params
 from pipeline.entry import run_stage
-from pipeline.report import ReportPaths, make_report
+from pipeline.report import make_report
 
 
 def main(argv: list[str] | None = None) -> None:
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
     params = load_params()
     tasks, methods, seeds = params.tasks, params.methods.all, params.seeds
-    written = make_report(tasks, methods, seeds, params.report, ReportPaths())
+    written = make_report(tasks, methods, seeds, params.report, Layout())
     print(
         f"report: {len(tasks)} tasks × {len(methods)} methods × {len(seeds)} seeds → "
         f"{len(written)} files (reports/README.md, evaluation_results/, metrics/summary.json)"

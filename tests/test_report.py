@@ -13,9 +13,10 @@ import polars as pl
 import pytest
 import yaml
 
+from pipeline.artifacts.layout import Layout
 from pipeline.config import ReportConfig, record_param_reads
 from pipeline.evaluation import DISTANCES, similarity_scores, summarize
-from pipeline.report import (ReportPaths, Run, aggregate, improvement, iqm_curve, iqm_interval, load_runs, make_report, pairwise_wins,
+from pipeline.report import (Run, aggregate, improvement, iqm_curve, iqm_interval, load_runs, make_report, pairwise_wins,
                              plot_score_vs_humanlike, save_png)
 from tests.conftest import REPO_ROOT
 from tests.test_video import random_episodes
@@ -49,18 +50,19 @@ def write_evaluated_runs(root: Path, steps: int = 10, episodes: int = 2) -> None
     rng = np.random.default_rng(0)
     horizon = 200
     human = random_episodes(TASK, [6, 13], steps, seed=1)
-    prepared = root / "data/prepared" / TASK
+    layout = Layout(root)
+    prepared = layout.prepared(TASK)
     prepared.mkdir(parents=True)
     human.save(prepared / "train.safetensors")
     human.save(prepared / "test.safetensors")
     (prepared / "meta.json").write_text(json.dumps({"task": TASK, "source": "synthetic"}))
-    references = root / "data/references" / TASK / "references.json"
+    references = layout.references_file(TASK)
     references.parent.mkdir(parents=True)
     references.write_text(json.dumps({"dtw": "exact", "random_episodes": 2, "distances": REFERENCES}))  # run_references' format
 
     for method in METHODS:
         for i, seed in enumerate(SEEDS):
-            run_dir = root / "evaluations" / TASK / method / f"seed{seed}"
+            run_dir = layout.evaluation(TASK, method, seed)
             run_dir.mkdir(parents=True)
             env_seeds = [200 * seed + e for e in range(episodes)]
             random_episodes(TASK, env_seeds, steps, seed=seed).save(run_dir / "trajectories.safetensors")
@@ -91,7 +93,7 @@ def write_evaluated_runs(root: Path, steps: int = 10, episodes: int = 2) -> None
             summary |= {"code_counts": code_counts, "task": TASK, "method": method, "seed": seed}
             (run_dir / "summary.json").write_text(json.dumps(summary))
 
-            curve = root / "plots/finetune" / TASK / method / f"seed{seed}.csv"
+            curve = layout.curve(TASK, method, seed)
             curve.parent.mkdir(parents=True, exist_ok=True)
             pl.DataFrame(
                 {
@@ -111,9 +113,9 @@ def project(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def report(project) -> ReportPaths:
+def report(project) -> Layout:
     """The report of `project`, videos included, written once for the tests that read it."""
-    paths = ReportPaths.under(project)
+    paths = Layout(project)
     make_report((TASK,), METHODS, SEEDS, report_config(videos=True), paths)
     return paths
 
@@ -145,7 +147,7 @@ def test_interval_is_reproducible_and_leaves_the_global_rng_alone():
 
 
 def test_aggregate_per_method(project):
-    runs = load_runs(ReportPaths.under(project), (TASK,), METHODS, SEEDS)
+    runs = load_runs(Layout(project), (TASK,), METHODS, SEEDS)
     table = aggregate(runs, report_config())
     sac, rlpd, maq = (table.filter(pl.col("method") == m).row(0, named=True) for m in METHODS)
     assert sac["n_seeds"] == 4 and sac["n_tasks"] == 1 and sac["normalized_score_iqm"] == pytest.approx(25.0)  # IQM of 10, 20, 30, 100
@@ -211,7 +213,7 @@ def test_a_missing_run_says_which_stage_to_run(tmp_path):
     write_evaluated_runs(tmp_path, episodes=1)
     shutil.rmtree(tmp_path / "evaluations/door/sac/seed3")
     with pytest.raises(FileNotFoundError, match=r"evaluations/door/sac/seed3.*dvc repro evaluate"):
-        load_runs(ReportPaths.under(tmp_path), (TASK,), METHODS, SEEDS)
+        load_runs(Layout(tmp_path), (TASK,), METHODS, SEEDS)
 
 
 def test_a_misplaced_summary_is_refused(tmp_path):
@@ -219,7 +221,7 @@ def test_a_misplaced_summary_is_refused(tmp_path):
     summary_path = tmp_path / "evaluations/door/sac/seed1/summary.json"
     summary_path.write_text(json.dumps(json.loads(summary_path.read_text()) | {"seed": 2}))
     with pytest.raises(ValueError, match="describes task/method/seed"):
-        load_runs(ReportPaths.under(tmp_path), (TASK,), METHODS, SEEDS)
+        load_runs(Layout(tmp_path), (TASK,), METHODS, SEEDS)
 
 
 # -- outputs -------------------------------------------------------------------------------------
@@ -271,7 +273,7 @@ def test_summary_metrics_json_has_no_nan_and_the_headline_keys(report):
     def refuse(constant):
         raise AssertionError(f"{constant} in metrics/summary.json")
 
-    metrics = json.loads((report.metrics / "summary.json").read_text(), parse_constant=refuse)
+    metrics = json.loads(report.summary.read_text(), parse_constant=refuse)
     assert set(metrics) == {"across_tasks", "per_task", "improvement"}
     assert set(metrics["across_tasks"]) == set(METHODS) and set(metrics["across_tasks"]["sac"]) == set(metrics["per_task"][TASK]["sac"])
     sac = metrics["across_tasks"]["sac"]["normalized_score"]
@@ -289,7 +291,7 @@ def test_curves_table_holds_every_runs_learning_curve(report):
     assert curves.columns == ["method", "seed", "env_steps", "eval_return", "eval_normalized_score", "eval_success_rate"]
     assert curves.select("method", "seed").unique(maintain_order=True).rows() == [(m, s) for m in METHODS for s in SEEDS]
     one_run = curves.filter((pl.col("method") == METHODS[0]) & (pl.col("seed") == SEEDS[0]))
-    expected = pl.read_csv(report.curves / TASK / METHODS[0] / f"seed{SEEDS[0]}.csv")
+    expected = pl.read_csv(report.curve(TASK, METHODS[0], SEEDS[0]))
     assert one_run.drop("method", "seed").equals(expected.select(one_run.drop("method", "seed").columns))
 
 
@@ -305,7 +307,7 @@ def test_pngs_are_pictures(report):
 
 
 def test_score_plot_is_deterministic(project, tmp_path):
-    table = aggregate(load_runs(ReportPaths.under(project), (TASK,), METHODS, SEEDS), report_config())
+    table = aggregate(load_runs(Layout(project), (TASK,), METHODS, SEEDS), report_config())
     for name in ("a.png", "b.png"):
         save_png(plot_score_vs_humanlike(table, TASK), tmp_path / name)
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()

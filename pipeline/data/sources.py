@@ -9,7 +9,7 @@ A source is a string in params.yaml (`sources.<task>`):
 - `pkl:<path>`           a pickle in the official MAQ format, loaded with a restricted unpickler;
                          its trajectory ends are time limits (`read_official_ends`). In the DAG
                          the file lives in `data/sources/<task>/`, a dependency of `prepare@<task>`,
-                         so replacing it re-runs prepare (`LOCAL_SOURCES`).
+                         so replacing it re-runs prepare (`Layout.sources`).
 
 A Minari dataset is named by an id with a version (`D4RL/door/human-v2`): other data is another
 version, so another param value. A dataset rewritten in place under the same id is not noticed;
@@ -36,7 +36,6 @@ from pipeline.io import sha256_file, sha256_tree
 from pipeline.tasks import get_task
 
 NETWORK_PROBE_TIMEOUT_S = 3.0
-LOCAL_SOURCES = Path("data/sources")  # data/sources/<task>/ holds a task's local source files (DAG dependency)
 
 
 class DataSourceError(UserError, RuntimeError):
