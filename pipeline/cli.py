@@ -3,10 +3,9 @@
     maq data check PATH [--task door]     validate a demonstrations pickle (official MAQ format)
     maq data generate --task relocate --episodes 25 --seed 0 [--store DIR]
                                           synthetic (not human) demonstrations as a Minari dataset
-    maq hub push DIR REPO_ID [--revision main] [--private]
+    maq hub push DIR REPO_ID [--revision main] [--private] [--dataset]
                                           upload an artifact dir in one commit; prints '<sha> <repo>@<branch>'
-    maq hub pull REPO@REV [--store models/hub]
-                                          download an artifact into the local store; prints its directory
+    maq hub pull REPO@REV [--dataset]     download an artifact into the Hugging Face cache; prints its directory
 
     maq --version                         the installed maq-hub version
     maq --print-completion bash           shell completion (bash, zsh, tcsh, fish, powershell; by shtab)
@@ -62,19 +61,16 @@ def _add_hub_commands(sub: argparse._SubParsersAction) -> None:
     push.add_argument("--dataset", action="store_true", help="push a prepared dataset (data/prepared/<task>) as a dataset repo")
     push.set_defaults(handler=_hub_push)
 
-    pull = hub.add_parser("pull", help="download an artifact into the local store; prints its directory")
+    pull = hub.add_parser("pull", help="download an artifact into the Hugging Face cache; prints its directory there")
     pull.add_argument("spec", help="REPO@REVISION (a commit sha, branch or tag), optionally prefixed 'hub:'")
-    pull.add_argument("--store", default=None, help="local model store (default models/hub)")
+    pull.add_argument("--cache-dir", default=None, help="HF cache to use (default: huggingface_hub's, under HF_HOME)")
     pull.add_argument("--dataset", action="store_true", help="pull a dataset repo")
     pull.set_defaults(handler=_hub_pull)
 
 
 def _hub_push(args: argparse.Namespace) -> int:
-    from huggingface_hub.utils import disable_progress_bars
-
     from pipeline.hub import HubError, push_artifact
 
-    disable_progress_bars()
     try:
         result = push_artifact(args.dir, args.repo_id, revision=args.revision, private=args.private, commit_message=args.message,
                                repo_type="dataset" if args.dataset else "model")
@@ -86,13 +82,10 @@ def _hub_push(args: argparse.Namespace) -> int:
 
 
 def _hub_pull(args: argparse.Namespace) -> int:
-    from huggingface_hub.utils import disable_progress_bars
+    from pipeline.hub import HubError, download_artifact
 
-    from pipeline.hub import DEFAULT_STORE, HubError, pull_artifact
-
-    disable_progress_bars()
     try:
-        path = pull_artifact(args.spec, store=args.store or DEFAULT_STORE, repo_type="dataset" if args.dataset else "model")
+        path = download_artifact(args.spec, cache_dir=args.cache_dir, repo_type="dataset" if args.dataset else "model")
     except HubError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -190,10 +183,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     from pipeline.config import load_params
     from pipeline.evaluation import run_evaluate
-    from pipeline.hub import HubError, pull_artifact
+    from pipeline.hub import HubError, download_artifact
 
     def local(spec: str) -> Path:
-        return pull_artifact(spec) if spec.startswith("hub:") else Path(spec)
+        return download_artifact(spec) if spec.startswith("hub:") else Path(spec)
 
     try:
         agent_dir = local(args.agent)

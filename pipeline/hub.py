@@ -1,16 +1,22 @@
-"""Share model artifacts (codebooks, agents) on the Hugging Face Hub.
+"""Share model artifacts (codebooks, agents) and prepared datasets on the Hugging Face Hub.
 
 An artifact is a directory holding `config.json` (with `format_version` and `kind`), `model.safetensors`
-and `README.md` (a model card with YAML front matter). This module works on any such directory:
+and `README.md` (a model card whose YAML front matter carries `model-index` results; see
+pipeline.artifacts.cards). This module works on any such directory:
 
-    push_artifact("models/codebooks/door", "org/maq-door-codebook")        -> PushResult (commit sha)
-    pull_artifact("org/maq-door-codebook@<sha>")                           -> models/hub/org/maq-door-codebook/<sha>/
-    parse_hub_spec("hub:org/maq-door-codebook@v1")                         -> ("org/maq-door-codebook", "v1")
-    render_card(make_card_front_matter(...), body)                         -> README.md text
+    push_artifact("models/codebooks/door", "org/maq-door-codebook")   -> PushResult (commit sha)
+    download_artifact("org/maq-door-codebook@<sha>")                  -> the snapshot dir in the HF cache
+    resolve_artifact_dir("org/maq-door-codebook", "<sha>")            -> a local dir as is, else a Hub download
+    parse_hub_spec("hub:org/maq-door-codebook@v1")                    -> ("org/maq-door-codebook", "v1")
+
+Downloads go through `huggingface_hub.snapshot_download`, so they live in the Hugging Face cache
+(`HF_HOME`/`HF_HUB_CACHE`, shared with every other HF library) and nowhere else; the files there are
+read-only symlinks into the cache's blobs: read them, never write them.
 
 Offline by default: nothing here runs unless asked. With `HF_HUB_OFFLINE=1`, or when the endpoint cannot be
-reached, push and pull fail within seconds with a message saying what to do (no retry loops); a pull of a
-revision already in the local store (or in the HF cache) still works offline.
+reached, push and download fail within seconds with a message saying what to do (no retry loops); a
+download of a revision already in the HF cache still works offline (`local_files_only=True`), and a
+commit sha already cached is served from the cache without any request.
 
 The endpoint is read from `HF_ENDPOINT` when each function is called (huggingface_hub itself reads it once, at
 import) and passed to the client explicitly. Tokens come from `HF_TOKEN` or the HF login, through the client;
@@ -22,22 +28,18 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
-from urllib.parse import quote, urlparse
+from typing import Sequence
+from urllib.parse import urlparse
 
 import yaml
 
 from pipeline.entry import UserError
-from pipeline.io import sha256_file, write_json_atomic
 
 ARTIFACT_FILES = ("config.json", "model.safetensors", "README.md")
-DEFAULT_STORE = Path("models/hub")  # pulled artifacts: <store>/<repo_id>/<revision>/
 DEFAULT_ENDPOINT = "https://huggingface.co"
 NETWORK_PROBE_TIMEOUT_S = 3.0
 LIBRARY_NAME = "maq-hub"
@@ -48,14 +50,14 @@ _TRUE = ("1", "true", "yes", "on")
 
 
 class HubError(UserError, RuntimeError):
-    """A push or pull cannot be done; the message says which repo, what failed and what to do."""
+    """A push or download cannot be done; the message says which repo, what failed and what to do."""
 
 
 @dataclass(frozen=True)
 class PushResult:
     repo_id: str
     revision: str  # the branch pushed to
-    commit_sha: str  # pin this for reproducible pulls: hub:<repo_id>@<commit_sha>
+    commit_sha: str  # pin this for reproducible downloads: hub:<repo_id>@<commit_sha>
     commit_url: str
 
 
@@ -119,24 +121,41 @@ def _http_problem(exc: Exception) -> str:
     return f"HTTP {status}: {first_line}" if status else f"{type(exc).__name__}: {first_line}"
 
 
-# ---------------------------------------------------------------- artifact directories and cards
+# ---------------------------------------------------------------- artifact directories and their cards
 
 
 def split_front_matter(text: str) -> tuple[dict, str]:
     """A card's text → (YAML front matter as a dict, body). Raises HubError if the front matter is missing or bad."""
     if not text.startswith("---"):
-        raise HubError("the model card has no YAML front matter (it must start with a '---' line)")
+        raise HubError("the card has no YAML front matter (it must start with a '---' line)")
     end = text.find("\n---", 3)
     if end < 0:
-        raise HubError("the model card's YAML front matter is not closed by a '---' line")
+        raise HubError("the card's YAML front matter is not closed by a '---' line")
     try:
         metadata = yaml.safe_load(text[3:end]) or {}
     except yaml.YAMLError as exc:
-        raise HubError(f"the model card's YAML front matter does not parse: {exc}") from None
+        raise HubError(f"the card's YAML front matter does not parse: {exc}") from None
     if not isinstance(metadata, dict):
-        raise HubError("the model card's YAML front matter must be a mapping")
+        raise HubError("the card's YAML front matter must be a mapping")
     body = text[end + 4:].split("\n", 1)[1] if "\n" in text[end + 4:] else ""
     return metadata, body.lstrip("\n")
+
+
+def check_card(path: Path, repo_type: str) -> None:
+    """`path` is a card the Hub reads: YAML front matter that huggingface_hub's ModelCard (or DatasetCard)
+    parses strictly, and, for a model, `model-index` results. Raises HubError naming the file."""
+    from huggingface_hub import DatasetCard, ModelCard
+
+    text = path.read_text()
+    try:
+        split_front_matter(text)
+        card = (DatasetCard if repo_type == "dataset" else ModelCard)(text, ignore_metadata_errors=False)
+    except HubError as exc:
+        raise HubError(f"{path}: {exc}") from None
+    except Exception as exc:  # ValueError and others from huggingface_hub's card parser
+        raise HubError(f"{path}: huggingface_hub cannot read the card's metadata ({type(exc).__name__}: {exc})") from None
+    if repo_type != "dataset" and not card.data.eval_results:
+        raise HubError(f"{path}: the model card has no model-index results; write cards with pipeline.artifacts.cards")
 
 
 def _check_safetensors_header(path: Path) -> None:
@@ -174,10 +193,7 @@ def validate_artifact_dir(local_dir: str | Path) -> dict:
     absent = [key for key in ("format_version", "kind") if key not in config]
     if absent:
         raise HubError(f"{local_dir / 'config.json'} lacks {', '.join(absent)}")
-    try:
-        split_front_matter((local_dir / "README.md").read_text())
-    except HubError as exc:
-        raise HubError(f"{local_dir / 'README.md'}: {exc}") from None
+    check_card(local_dir / "README.md", "model")
     _check_safetensors_header(local_dir / "model.safetensors")
     return config
 
@@ -196,10 +212,7 @@ def validate_dataset_dir(local_dir: str | Path) -> dict:
         meta = json.loads((local_dir / "meta.json").read_text())
     except ValueError as exc:
         raise HubError(f"{local_dir / 'meta.json'} does not parse as JSON: {exc}") from None
-    try:
-        split_front_matter((local_dir / "README.md").read_text())
-    except HubError as exc:
-        raise HubError(f"{local_dir / 'README.md'}: {exc}") from None
+    check_card(local_dir / "README.md", "dataset")
     for path in splits:
         _check_safetensors_header(path)
     return meta
@@ -210,8 +223,11 @@ def validate_dir(local_dir: str | Path, repo_type: str) -> dict:
     return validate_dataset_dir(local_dir) if repo_type == "dataset" else validate_artifact_dir(local_dir)
 
 
+HIDDEN = [".*", "*/.*"]  # never uploaded: hidden files and folders (fnmatch: `*` spans folders)
+
+
 def _artifact_files(local_dir: Path) -> list[Path]:
-    """Files to upload: everything under the directory except hidden files and folders."""
+    """Files to upload: everything under the directory except hidden files and folders (HIDDEN)."""
     return sorted(p for p in local_dir.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(local_dir).parts))
 
 
@@ -229,67 +245,6 @@ def _tokens_in_files(files: Sequence[Path]) -> list[Path]:
     return [p for p in files if needle in p.read_bytes()]
 
 
-def _plain(value):
-    """numpy scalars and tuples → plain Python, so the card dumps with yaml.safe_dump."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy scalar
-        return value.item()
-    return value
-
-
-def make_card_front_matter(
-    *,
-    model_name: str,
-    dataset: str,
-    metrics: Mapping[str, float] | Sequence[Mapping[str, Any]],
-    task_type: str = "reinforcement-learning",
-    task_name: str = "Reinforcement Learning",
-    dataset_name: str | None = None,
-    tags: Sequence[str] = (),
-    datasets: Sequence[str] | None = None,
-    license: str | None = None,
-    library_name: str = LIBRARY_NAME,
-) -> dict:
-    """Card metadata with `library_name`, `tags`, `datasets` and one `model-index` result.
-
-    `metrics` is `{type: value}` (name = type) or a list of `{"name", "type", "value"}` dicts; `dataset` is
-    the id of the evaluation data (e.g. `D4RL/door/human-v2`). Stages fill in the values.
-    """
-    if isinstance(metrics, Mapping):
-        metric_list = [{"name": k, "type": k, "value": v} for k, v in metrics.items()]
-    else:
-        metric_list = [dict(m) for m in metrics]
-    for m in metric_list:
-        if not {"type", "value"} <= m.keys():
-            raise ValueError(f"a metric needs 'type' and 'value': {m}")
-        m.setdefault("name", m["type"])
-    metadata = {
-        "library_name": library_name,
-        "tags": list(dict.fromkeys([*tags, "reinforcement-learning", "maq", "macro-actions"])),
-        "datasets": list(datasets) if datasets is not None else [dataset],
-    }
-    if license is not None:
-        metadata["license"] = license
-    metadata["model-index"] = [{
-        "name": model_name,
-        "results": [{
-            "task": {"type": task_type, "name": task_name},
-            "dataset": {"type": dataset, "name": dataset_name or dataset},
-            "metrics": [{"name": m["name"], "type": m["type"], "value": m["value"], **{k: v for k, v in m.items() if k not in ("name", "type", "value")}} for m in metric_list],
-        }],
-    }]
-    return _plain(metadata)
-
-
-def render_card(metadata: Mapping[str, Any], body: str) -> str:
-    """README.md text: YAML front matter between '---' lines, then the body (markdown)."""
-    front = yaml.safe_dump(_plain(metadata), sort_keys=False, allow_unicode=True, default_flow_style=False)
-    return f"---\n{front}---\n\n{body.strip()}\n"
-
-
 # ---------------------------------------------------------------- push
 
 
@@ -305,15 +260,16 @@ def push_artifact(
     """Upload an artifact directory to `repo_id` at branch `revision` in one commit; return the commit.
 
     Validates the directory first, creates the repo (and branch) if missing, and makes the branch hold exactly
-    the directory's files (plus the Hub's `.gitattributes`). Reads the local directory only. A failure names the
-    step that failed; a commit is atomic on the Hub, so re-running the same push is always safe.
+    the directory's files (plus the Hub's `.gitattributes`): `upload_folder(delete_patterns="*")` adds the
+    files and deletes the remote files the directory no longer has, in the same commit. Reads the local
+    directory only. A failure names the step that failed; a commit is atomic on the Hub, so re-running the same
+    push is always safe. huggingface_hub shows its progress on stderr.
     """
     local_dir = Path(local_dir)
     config = validate_dir(local_dir, repo_type)
     if not _REPO_ID.match(repo_id):
         raise HubError(f"invalid repo id {repo_id!r}: expected '<namespace>/<name>'")
-    files = _artifact_files(local_dir)
-    leaking = _tokens_in_files(files)
+    leaking = _tokens_in_files(_artifact_files(local_dir))
     if leaking:
         raise HubError(f"refusing to push {local_dir}: {', '.join(str(p) for p in leaking)} contain(s) your HF token; remove it")
     endpoint = hub_endpoint()
@@ -323,29 +279,25 @@ def push_artifact(
         raise HubError(f"cannot push {local_dir} to {target}: {reason}")
 
     import httpx2
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
     from huggingface_hub.errors import HfHubHTTPError
 
     api = _hf_api(endpoint)
     step = "create the repo"
     try:
         api.create_repo(repo_id, private=private, repo_type=repo_type, exist_ok=True)
-        step = "list the branch"
+        step = "list the branches"
         if revision != "main" and revision not in {b.name for b in api.list_repo_refs(repo_id, repo_type=repo_type).branches}:
             step = f"create branch {revision!r}"
             api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
-        step = "list the files already there"
-        remote = {f.path for f in api.list_repo_tree(repo_id, revision=revision, recursive=True, repo_type=repo_type) if hasattr(f, "blob_id")}
-        local = {p.relative_to(local_dir).as_posix() for p in files}
-        operations = [CommitOperationAdd(path_in_repo=p.relative_to(local_dir).as_posix(), path_or_fileobj=str(p)) for p in files]
-        operations += [CommitOperationDelete(path_in_repo=p) for p in sorted(remote - local) if p != ".gitattributes"]
-        step = "commit"
-        info = api.create_commit(
-            repo_id,
-            operations,
-            commit_message=commit_message or f"Upload {config.get('kind', 'dataset')} artifact ({local_dir.name})",
-            revision=revision,
+        step = "upload and commit"
+        info = api.upload_folder(
+            repo_id=repo_id,
+            folder_path=local_dir,
             repo_type=repo_type,
+            revision=revision,
+            commit_message=commit_message or f"Upload {config.get('kind', 'dataset')} artifact ({local_dir.name})",
+            ignore_patterns=list(HIDDEN),
+            delete_patterns="*",  # remote files the directory lacks go in the same commit (.gitattributes stays)
         )
     except HfHubHTTPError as exc:
         status = getattr(exc.response, "status_code", None)
@@ -363,87 +315,52 @@ def push_artifact(
     return PushResult(repo_id=repo_id, revision=revision, commit_sha=info.oid, commit_url=info.commit_url)
 
 
-# ---------------------------------------------------------------- pull
+# ---------------------------------------------------------------- download (through the HF cache)
 
 
-def _store_dir(store: str | Path, repo_id: str, revision: str) -> Path:
-    return Path(store) / repo_id / quote(revision, safe="")
+def is_hub_ref(ref: str | Path) -> bool:
+    """Whether `ref` names a Hub repo (`[hub:]namespace/name[@revision]`) rather than a local path: a path
+    that exists is always local; otherwise a string of that shape is a repo id."""
+    text = str(ref)
+    if text.startswith("hub:"):
+        return True
+    if isinstance(ref, Path) or Path(text).exists():
+        return False
+    return bool(_REPO_ID.match(text.partition("@")[0]))
 
 
-def _manifest_path(dest: Path) -> Path:
-    return dest.parent / f"{dest.name}.pull.json"
+def _spec(ref: str, revision: str | None, default_revision: str | None) -> tuple[str, str]:
+    repo_id, sep, spec_rev = ref.removeprefix("hub:").partition("@")
+    if sep and revision is not None and spec_rev != revision:
+        raise HubError(f"{ref!r} names revision {spec_rev!r} but revision={revision!r} was given; give one")
+    chosen = (spec_rev if sep else None) or revision or default_revision
+    return parse_hub_spec(f"{repo_id}@{chosen}" if chosen else repo_id)
 
 
-def _read_complete_manifest(dest: Path) -> dict | None:
-    """The pull manifest if `dest` holds exactly what was pulled (files and sha256s), else None."""
+def _validated(snapshot: Path, repo_id: str, revision: str, repo_type: str) -> Path:
     try:
-        manifest = json.loads(_manifest_path(dest).read_text())
-        files = manifest["files"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    for name, digest in files.items():
-        path = dest / name
-        if not path.is_file() or sha256_file(path) != digest:
-            return None
-    return manifest
+        validate_dir(snapshot, repo_type)
+    except HubError as exc:
+        what = "dataset" if repo_type == "dataset" else "model artifact"
+        raise HubError(f"{repo_id}@{revision} (commit {snapshot.name}) is not a valid {what}: "
+                       f"{str(exc).replace(str(snapshot), 'the downloaded files')}; push a fresh one or pin another revision") from None
+    return snapshot
 
 
-def _materialize(snapshot: Path, dest: Path, repo_id: str, revision: str, commit_sha: str, repo_type: str = "model") -> Path:
-    """Copy a snapshot (minus `.gitattributes`) into `dest` atomically, then write its manifest beside it."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.tmp-"))
-    try:
-        for src in sorted(snapshot.rglob("*")):
-            rel = src.relative_to(snapshot)
-            if src.is_file() and rel.as_posix() != ".gitattributes" and not rel.parts[0].startswith("."):
-                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(src, tmp / rel)  # follows the cache's symlinks to the blobs
-        try:
-            validate_dir(tmp, repo_type)
-        except HubError as exc:
-            raise HubError(f"{repo_id}@{revision} (commit {commit_sha}) is not a {'dataset' if repo_type == 'dataset' else 'model artifact'}: "
-                           f"{str(exc).replace(str(tmp), 'the pulled files')}") from None
-        files = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
-        _manifest_path(dest).unlink(missing_ok=True)
-        if dest.exists():
-            trash = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.old-"))
-            os.replace(dest, trash / "old")
-            os.replace(tmp, dest)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    write_json_atomic(_manifest_path(dest), {"repo_id": repo_id, "revision": revision, "commit_sha": commit_sha, "files": files})
-    return dest
-
-
-def pull_artifact(
+def download_artifact(
     spec_or_repo: str,
     revision: str | None = None,
-    store: str | Path = DEFAULT_STORE,
     *,
     repo_type: str = "model",
     cache_dir: str | Path | None = None,
+    default_revision: str | None = None,
 ) -> Path:
-    """Download an artifact into `<store>/<repo_id>/<revision>/` and return that directory.
+    """Download an artifact through the HF cache and return its snapshot directory (read-only), validated.
 
-    `spec_or_repo` is `'[hub:]org/name@rev'`, or a repo id with `revision` given. A commit-sha revision already
-    in the store is returned without any network access; a branch or tag is re-resolved when the Hub is
-    reachable and taken from the store (or the HF cache, `cache_dir`) when it is not.
+    `spec_or_repo` is `'[hub:]org/name@rev'`, or a repo id with `revision` given (or `default_revision`,
+    e.g. "main"; with neither, a revision is required). A commit sha already in the cache is returned without
+    any request; a branch or tag is re-resolved when the Hub is reachable and taken from the cache when not.
     """
-    if revision is None:
-        repo_id, revision = parse_hub_spec(spec_or_repo)
-    else:
-        repo_id, sep, spec_rev = spec_or_repo.removeprefix("hub:").partition("@")
-        if sep and spec_rev != revision:
-            raise HubError(f"{spec_or_repo!r} names revision {spec_rev!r} but revision={revision!r} was given; give one")
-        repo_id, revision = parse_hub_spec(f"{repo_id}@{revision}")
-    dest = _store_dir(store, repo_id, revision)
-    manifest = _read_complete_manifest(dest)
-    if manifest is not None and _COMMIT_SHA.match(revision):
-        return dest  # a commit never changes
-
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
         HfHubHTTPError,
@@ -452,30 +369,55 @@ def pull_artifact(
         RevisionNotFoundError,
     )
 
-    endpoint = hub_endpoint()
+    repo_id, revision = _spec(spec_or_repo, revision, default_revision)
     target = f"{repo_id}@{revision}"
+    kw = dict(repo_type=repo_type, revision=revision, cache_dir=cache_dir, library_name=LIBRARY_NAME)
+    if _COMMIT_SHA.match(revision):  # a commit never changes: a complete cached snapshot needs no request
+        try:
+            snapshot = Path(snapshot_download(repo_id, local_files_only=True, **kw))
+            validate_dir(snapshot, repo_type)
+            return snapshot
+        except (LocalEntryNotFoundError, HubError):
+            pass  # not cached, or cached in part: download it
+    endpoint = hub_endpoint()
     reason = hub_unreachable_reason(endpoint)
     if reason:
-        if manifest is not None:
-            return dest
-        try:  # the HF cache may hold it from an earlier download
-            snapshot = Path(snapshot_download(repo_id, revision=revision, repo_type=repo_type, cache_dir=cache_dir, local_files_only=True))
+        try:
+            snapshot = Path(snapshot_download(repo_id, local_files_only=True, **kw))
         except LocalEntryNotFoundError:
             raise HubError(
-                f"cannot pull {target}: {reason}; it is not in the local store ({dest}) nor in the HF cache. "
-                "Pull it once with network access (it is then kept in the store), or train it locally instead"
+                f"cannot download {target}: {reason}; it is not in the HF cache either. Download it once with network "
+                "access (it is then kept in the HF cache), or train it locally instead"
             ) from None
-        return _materialize(snapshot, dest, repo_id, revision, snapshot.name, repo_type)
-
+        return _validated(snapshot, repo_id, revision, repo_type)
     try:
-        snapshot = Path(snapshot_download(repo_id, revision=revision, repo_type=repo_type, cache_dir=cache_dir, endpoint=endpoint))
+        snapshot = Path(snapshot_download(repo_id, endpoint=endpoint, **kw))
     except RevisionNotFoundError:
-        raise HubError(f"cannot pull {target} from {endpoint}: revision {revision!r} not found; pin an existing branch, tag or commit sha") from None
+        raise HubError(f"cannot download {target} from {endpoint}: revision {revision!r} not found; pin an existing branch, tag or commit sha") from None
     except RepositoryNotFoundError:
-        raise HubError(f"cannot pull {target} from {endpoint}: repository not found (or private: set HF_TOKEN or run `hf auth login`)") from None
+        raise HubError(f"cannot download {target} from {endpoint}: repository not found (or private: set HF_TOKEN or run `hf auth login`)") from None
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as exc:
-        raise HubError(f"cannot pull {target} from {endpoint}: {_http_problem(exc)}; check the network and re-run") from None
-    commit_sha = snapshot.name  # the HF cache keeps snapshots under their commit sha
-    if manifest is not None and manifest.get("commit_sha") == commit_sha:
-        return dest
-    return _materialize(snapshot, dest, repo_id, revision, commit_sha, repo_type)
+        raise HubError(f"cannot download {target} from {endpoint}: {_http_problem(exc)}; check the network and re-run") from None
+    return _validated(snapshot, repo_id, revision, repo_type)
+
+
+def resolve_artifact_dir(
+    ref: str | Path,
+    revision: str | None = None,
+    *,
+    cache_dir: str | Path | None = None,
+    repo_type: str = "model",
+) -> tuple[Path, str | None]:
+    """A local artifact directory, or a Hub repo downloaded through the HF cache (`is_hub_ref`):
+    `(directory, "repo_id@revision" or None if local)`. A Hub repo without a revision means its `main` branch."""
+    if not is_hub_ref(ref):
+        if revision is not None:
+            raise HubError(f"{ref} is a local directory: a revision ({revision!r}) applies to Hub repos only")
+        return Path(ref), None
+    repo_id, rev = _spec(str(ref), revision, "main")
+    try:
+        return download_artifact(repo_id, rev, repo_type=repo_type, cache_dir=cache_dir), f"{repo_id}@{rev}"
+    except HubError as exc:
+        if str(ref).startswith("hub:"):
+            raise
+        raise HubError(f"{exc} (no local directory {str(ref)!r} exists either)") from None

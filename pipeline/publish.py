@@ -1,13 +1,15 @@
-"""Publishing: stage codebooks and agents with Hub model cards, and push them when asked.
+"""Publishing: stage the prepared datasets, codebooks and agents with Hub cards, and push them when asked.
 
-The `publish` stage always stages: every codebook and agent of the run is copied to
-`models/publish/<repo name>/` with a README.md whose YAML front matter carries `library_name`,
-tags, the dataset and `model-index` results from the evaluation (seed aggregates with their CI
-from the report). With `hub.push: true` each staged directory is then pushed to
-`<hub.namespace>/<repo name>` (pipeline.hub, one commit per repo) and the commits are recorded in
-`models/publish/published.json`; with `hub.push: false` (the default) nothing touches the network.
-The code revision is stamped into a card when it is pushed, not when it is staged: the staged
-directory depends on its inputs only, so a fresh clone's `dvc repro` reproduces its hash.
+The `publish` stage always stages: every prepared dataset, codebook and agent of the run is copied to
+`models/publish/<repo name>/` with its card (pipeline.artifacts.cards) linked to the demos dataset
+repo (`datasets: <hub.namespace>/maq-<task>-demos`); an agent's card carries `model-index` results from
+the evaluation (this seed's, and the seed aggregate with its CI from the report), and its repo gets
+the report's video of it as `replay.mp4` when the report rendered one. With `hub.push: true` each
+staged directory is then pushed to `<hub.namespace>/<repo name>` (pipeline.hub, one commit per repo)
+and the commits are recorded in `models/publish/published.json`; with `hub.push: false` (the
+default) nothing touches the network. The code revision is stamped into a card when it is pushed,
+not when it is staged: the staged directory depends on its inputs only, so a fresh clone's
+`dvc repro` reproduces its hash.
 
 Repo names: `maq-<task>-codebook` and `maq-<task>-<method>-seed<s>` (models), and
 `maq-<task>-demos` (a dataset repo: the prepared train/test split with its dataset card).
@@ -22,17 +24,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.hub import make_card_front_matter, push_artifact, render_card, split_front_matter, validate_dir
-from pipeline.io import write_json_atomic, write_text_atomic
+from pipeline.artifacts import cards
+from pipeline.hub import push_artifact, validate_dir
+from pipeline.io import write_json_atomic
 from pipeline.tasks import get_task
-
-# Evaluation numbers that go into an agent card's model-index: (summary key, metric type, report column).
-AGENT_METRICS = (
-    ("normalized_score_mean", "normalized_score", "normalized_score"),
-    ("success_rate", "success_rate", "success_rate"),
-    ("dtw_state_mean_similarity", "dtw_similarity", "dtw_similarity"),
-    ("w1_state_similarity", "w1_similarity", "w_similarity"),
-)
 
 
 @dataclass(frozen=True)
@@ -55,12 +50,6 @@ def code_revision() -> str:
         return "unknown"
 
 
-def dataset_id(meta: dict) -> str:
-    """The demonstrations' dataset id for the card: the Minari id, or the source string."""
-    source = meta["source"]
-    return source.split(":", 1)[1] if source.startswith("minari:") else source
-
-
 def report_row(reports_dir: Path, task: str, method: str) -> dict | None:
     """The report's aggregate row (IQM, CI, seeds) of a task × method, if the report has it."""
     path = reports_dir / f"{task}.csv"
@@ -78,14 +67,14 @@ def _copy_artifact(src: Path, dest: Path) -> None:
         shutil.copy2(src / name, dest / name)
 
 
-def provenance(reproduce: str) -> str:
-    """A card's closing Provenance section; `stamp_code_revision` adds the revision line when the card is pushed."""
-    return f"\n## Provenance\n- reproduce: {reproduce} at the commit whose `dvc.lock` records this artifact\n"
+def replay_video(reports_dir: Path, task: str, method: str, seed: int) -> Path:
+    """The report stage's video of an agent's evaluation episodes (rendered for the first seed only)."""
+    return reports_dir / "videos" / f"{task}_{method}_seed{seed}.mp4"
 
 
-def stage_dataset(task: str, prepared_dir: Path, meta: dict, staging: Path) -> Staged:
-    """Copy a prepared dataset (train/test split, meta.json) with a Hub dataset card."""
-    name = f"maq-{task}-demos"
+def stage_dataset(task: str, prepared_dir: Path, staging: Path) -> Staged:
+    """Copy a prepared dataset (train/test split, meta.json) with its dataset card."""
+    name = cards.demos_repo_name(task)
     dest = staging / name
     if dest.exists():
         shutil.rmtree(dest)
@@ -93,86 +82,49 @@ def stage_dataset(task: str, prepared_dir: Path, meta: dict, staging: Path) -> S
     for path in sorted(prepared_dir.iterdir()):
         if path.suffix in (".safetensors", ".json"):
             shutil.copy2(path, dest / path.name)
-    synthetic = meta["source"] == "synthetic"
-    front = {
-        "pretty_name": f"MAQ hub {task} demonstrations" + (" (synthetic, not human)" if synthetic else ""),
-        "tags": ["maq", "adroit", task, "demonstrations", *(["synthetic"] if synthetic else [])],
-        "task_categories": ["reinforcement-learning"],
-        "source": meta["source"],
-        "source_sha256": meta["source_sha256"],
-    }
-    body = (prepared_dir / "README.md").read_text() + (
-        "\n## Files\n- `train.safetensors`, `test.safetensors`: episodes as flat arrays with offsets "
-        "(`pipeline.data.episodes.Episodes.load`)\n- `meta.json`: source, split and normalization statistics\n"
-        + provenance(f"`dvc repro prepare@{task}`")
-    )
-    (dest / "README.md").write_text(render_card(front, body))
+    (dest / "README.md").write_text(cards.publish_dataset_card(prepared_dir / "README.md", f"`dvc repro prepare@{task}`"))
     return Staged(name, dest, "dataset")
 
 
-def stage_codebook(task: str, codebook_dir: Path, meta: dict, staging: Path) -> Staged:
-    """Copy a codebook with a card whose model-index holds its reconstruction metrics."""
-    config = json.loads((codebook_dir / "config.json").read_text())
-    front, body = split_front_matter((codebook_dir / "README.md").read_text())
+def stage_codebook(task: str, codebook_dir: Path, demos_repo: str, staging: Path) -> Staged:
+    """Copy a codebook with its card (model-index: its reconstruction metrics), linked to the demos repo."""
     name = f"maq-{task}-codebook"
-    metrics = front.get("metrics", {})
-    card_front = make_card_front_matter(
-        model_name=name, dataset=dataset_id(meta), task_type="macro-action-quantization", task_name="Macro action codebook",
-        metrics=[{"name": k, "type": k, "value": v} for k, v in metrics.items()],
-        tags=["vq-vae", task, "adroit", f"H{config['H']}", f"K{config['K']}"],
-    )
-    card_front.update({"H": config["H"], "K": config["K"], "codebook_sha256": config["weights_sha256"]})
-    body += "\n" + provenance(f"`dvc repro codebook@{task}`")
     _copy_artifact(codebook_dir, staging / name)
-    (staging / name / "README.md").write_text(render_card(card_front, body))
+    (staging / name / "README.md").write_text(
+        cards.publish_codebook_card(codebook_dir / "README.md", demos_repo=demos_repo, reproduce=f"`dvc repro codebook@{task}`"))
     return Staged(name, staging / name, "codebook")
 
 
-def stage_agent(task: str, method: str, seed: int, agent_dir: Path, summary: dict, report: dict | None, meta: dict,
-                staging: Path) -> Staged:
-    """Copy an agent with a card whose model-index holds its evaluation (and the seed aggregate)."""
-    config = json.loads((agent_dir / "config.json").read_text())
+def stage_agent(task: str, method: str, seed: int, agent_dir: Path, summary: dict, report: dict | None, demos_repo: str,
+                staging: Path, video: Path | None = None) -> Staged:
+    """Copy an agent with a card whose model-index holds its evaluation (and the seed aggregate), and
+    its replay video as `replay.mp4` if `video` exists."""
     name = f"maq-{task}-{method}-seed{seed}"
-    metrics = []
-    for key, metric_type, column in AGENT_METRICS:
-        metric = {"name": f"{metric_type} (seed {seed}, {summary['episodes']} episodes)", "type": metric_type, "value": summary[key]}
-        metrics.append(metric)
-        if report is not None:
-            metrics.append({
-                "name": f"{metric_type} IQM over {report['n_seeds']} seeds, 95% CI "
-                        f"[{float(report[f'{column}_ci_low']):.3g}, {float(report[f'{column}_ci_high']):.3g}]",
-                "type": f"{metric_type}_iqm", "value": float(report[f"{column}_iqm"]),
-            })
-    front = make_card_front_matter(
-        model_name=name, dataset=dataset_id(meta), metrics=metrics,
-        tags=[task, method, "adroit", *(["vq-vae"] if config["codebook_hash"] else [])],
-    )
-    front.update({"method": method, "seed": seed, "codebook_sha256": config["codebook_hash"]})
-    body = (agent_dir / "README.md").read_text()
-    body += (
-        f"\n## Evaluation\n\n{summary['episodes']} deterministic episodes, env seeds 200·{seed} + i, D4RL reward: "
-        f"normalized score {summary['normalized_score_mean']:.1f}, success {summary['success_rate']:.2f} (final-step rule), "
-        f"DTW similarity {summary['dtw_state_mean_similarity']:.2f}, W1 similarity {summary['w1_state_similarity']:.2f} "
-        "(1 = human, 0 = random agent).\n"
-        + provenance(f"`dvc repro evaluate@{task}-{method}` (or `evaluate_maq@…` for MAQ methods; every seed of `seeds`)")
-    )
-    _copy_artifact(agent_dir, staging / name)
-    (staging / name / "README.md").write_text(render_card(front, body))
-    return Staged(name, staging / name, "agent")
+    dest = staging / name
+    _copy_artifact(agent_dir, dest)
+    replay = video is not None and video.is_file()
+    if replay:
+        shutil.copy2(video, dest / cards.REPLAY_FILE)
+    (dest / "README.md").write_text(cards.publish_agent_card(
+        agent_dir / "README.md", env_id=get_task(task).env_id, summary=summary, report=report, demos_repo=demos_repo, replay=replay,
+        reproduce=f"`dvc repro evaluate@{task}-{method}` (or `evaluate_maq@…` for MAQ methods; every seed of `seeds`)",
+    ))
+    return Staged(name, dest, "agent")
 
 
-def stage_all(tasks, methods, seeds, *, prepared_root: Path, codebooks_root: Path, agents_root: Path,
+def stage_all(tasks, methods, seeds, *, namespace: str, prepared_root: Path, codebooks_root: Path, agents_root: Path,
               evaluations_root: Path, reports_dir: Path, staging: Path) -> list[Staged]:
-    """Stage every codebook and agent of the run under `staging` (emptied first)."""
+    """Stage every prepared dataset, codebook and agent of the run under `staging` (emptied first);
+    cards link `<namespace>/maq-<task>-demos`."""
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
     staged = []
     for task in tasks:
         get_task(task)
-        meta = json.loads((prepared_root / task / "meta.json").read_text())
-        staged.append(stage_dataset(task, prepared_root / task, meta, staging))
-        staged.append(stage_codebook(task, codebooks_root / task, meta, staging))
+        demos_repo = f"{namespace}/{cards.demos_repo_name(task)}"
+        staged.append(stage_dataset(task, prepared_root / task, staging))
+        staged.append(stage_codebook(task, codebooks_root / task, demos_repo, staging))
         for method in methods:
             report = report_row(reports_dir, task, method)
             for seed in seeds:
@@ -181,19 +133,11 @@ def stage_all(tasks, methods, seeds, *, prepared_root: Path, codebooks_root: Pat
                 if not summary_path.is_file():
                     raise FileNotFoundError(f"no evaluation at {summary_path}; run `dvc repro` (evaluate) before publishing")
                 summary = json.loads(summary_path.read_text())
-                staged.append(stage_agent(task, method, seed, agents_root / run, summary, report, meta, staging))
+                staged.append(stage_agent(task, method, seed, agents_root / run, summary, report, demos_repo, staging,
+                                          video=replay_video(reports_dir, task, method, seed)))
     for item in staged:
         validate_dir(item.directory, item.repo_type)
     return staged
-
-
-def stamp_code_revision(card_path: Path, revision: str) -> None:
-    """Add the code revision to a staged card: a `code_revision` key, and a line ending its `provenance` section.
-
-    Staged cards carry no revision, so that `models/publish` is reproducible from a fresh clone (whose
-    HEAD is the commit holding the lock, not the one the stage ran at). A pushed card is stamped."""
-    front, body = split_front_matter(card_path.read_text())
-    write_text_atomic(card_path, render_card({**front, "code_revision": revision}, f"{body.rstrip()}\n- code revision: `{revision}`"))
 
 
 def push_all(staged: list[Staged], namespace: str, private: bool) -> list[dict]:
@@ -201,7 +145,7 @@ def push_all(staged: list[Staged], namespace: str, private: bool) -> list[dict]:
     revision = code_revision()
     pushed = []
     for item in staged:
-        stamp_code_revision(item.directory / "README.md", revision)
+        cards.stamp_code_revision(item.directory / "README.md", revision, item.repo_type)
         result = push_artifact(item.directory, f"{namespace}/{item.repo_name}", private=private, repo_type=item.repo_type,
                                commit_message=f"maq-hub publish {item.repo_name} ({revision[:12]})")
         pushed.append({"repo_id": result.repo_id, "kind": item.kind, "repo_type": item.repo_type, "commit_sha": result.commit_sha,
@@ -213,7 +157,7 @@ def run_publish(params, *, root: Path = Path(".")) -> dict:
     """Stage everything; push when `params.hub.push`. Writes models/publish/published.json."""
     staging = root / "models/publish"
     staged = stage_all(
-        params.tasks, params.methods.all, params.seeds, prepared_root=root / "data/prepared",
+        params.tasks, params.methods.all, params.seeds, namespace=params.hub.namespace, prepared_root=root / "data/prepared",
         codebooks_root=root / "models/codebooks", agents_root=root / "models/agents",
         evaluations_root=root / "evaluations", reports_dir=root / "reports", staging=staging,
     )

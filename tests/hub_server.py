@@ -4,7 +4,8 @@ to create a repo, commit files and download them again.
     server = HubServer(token="hf_test")          # binds 127.0.0.1 on a free port
     server.start(); ...; server.stop()
     server.url                                   # use as HF_ENDPOINT
-    server.fail_next_commits(1)                  # the next commit POST answers 500
+    server.fail_next_commits(1)                  # the next commit POST answers 500 (the client retries a 5xx)
+    server.fail_next_commits(1, status=422)      # ... or another status (a 4xx is not retried)
 
 Endpoints (repo ids are `namespace/name`; `{type}s` is `models`, `datasets` or `spaces`):
 - `POST /api/repos/create`                          create (409 if it exists; an initial commit holds `.gitattributes`)
@@ -79,6 +80,7 @@ class HubServer:
         self.authorized_requests = 0
         self.unhandled: list[tuple[str, str]] = []  # requests for endpoints this stand-in does not implement
         self._fail_commits = 0
+        self._fail_status = 500
         self._lock = threading.Lock()
         self._counter = 0
         self._httpd = ThreadingHTTPServer((host, 0), self._handler_class())
@@ -105,10 +107,10 @@ class HubServer:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def fail_next_commits(self, n: int = 1) -> None:
-        """Answer the next `n` commit POSTs with a 500 (nothing is committed)."""
+    def fail_next_commits(self, n: int = 1, status: int = 500) -> None:
+        """Answer the next `n` commit POSTs with `status` (nothing is committed)."""
         with self._lock:
-            self._fail_commits = n
+            self._fail_commits, self._fail_status = n, status
 
     def commits_of(self, repo_id: str, repo_type: str = "model") -> list[Commit]:
         """Commits reachable from `main`, newest first."""
@@ -338,7 +340,8 @@ class HubServer:
                 with server._lock:
                     if server._fail_commits > 0:
                         server._fail_commits -= 1
-                        raise HttpError(500, "Internal Error - We're working hard to fix this as soon as possible!")
+                        raise HttpError(server._fail_status, "Internal Error - We're working hard to fix this as soon as possible!"
+                                        if server._fail_status >= 500 else "Unprocessable commit (test Hub)")
                     if revision not in repo.branches:
                         raise HttpError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
                     parent = repo.branches[revision]

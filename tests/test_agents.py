@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import gymnasium as gym
@@ -11,9 +12,12 @@ import torch
 from torch import nn
 
 from pipeline.agents import AGENTS, PRESETS, load_agent, save_agent
+from pipeline.agents.artifact import AgentArtifactError
 from pipeline.agents.iql import expectile_loss
 from pipeline.agents.networks import CriticEnsemble, EnsembleLinear, EnsembleMLP
 from pipeline.agents.replay import MixedSampler, ReplayBuffer
+from pipeline.entry import UserError
+from pipeline.io import sha256_file
 
 torch.set_num_threads(1)
 S, A, K = 5, 3, 4
@@ -100,8 +104,100 @@ def test_truncated_weights_file_raises_a_clear_error(tmp_path):
     save_agent(build("sac"), tmp_path / "a")
     path = tmp_path / "a" / "model.safetensors"
     path.write_bytes(path.read_bytes()[:100])
-    with pytest.raises(ValueError, match="cannot be read"):
+    with pytest.raises(ValueError, match="model.safetensors .* does not match weights_sha256 .* truncated or altered"):
         load_agent(tmp_path / "a")
+
+
+CODEBOOK = "cb-1"
+
+
+def _weights(d):
+    return d / "model.safetensors"
+
+
+def _truncate(at):
+    def corrupt(d):
+        data = _weights(d).read_bytes()
+        _weights(d).write_bytes(data[: at(data)])
+    return corrupt
+
+
+def _header_end(data: bytes) -> int:
+    return 8 + int.from_bytes(data[:8], "little")
+
+
+def _flip(at):
+    def corrupt(d):
+        data = bytearray(_weights(d).read_bytes())
+        data[at(bytes(data))] ^= 0x01
+        _weights(d).write_bytes(bytes(data))
+    return corrupt
+
+
+def _edit(change):
+    def corrupt(d):
+        config = json.loads((d / "config.json").read_text())
+        change(config)
+        (d / "config.json").write_text(json.dumps(config, indent=2))
+    return corrupt
+
+
+def _first_float(config: dict) -> str:
+    return next(k for k, v in config["config"].items() if isinstance(v, float))
+
+
+def _other_weights(d):
+    """The weights of another run (same shapes, another init): each file is intact, the pair is not."""
+    other = AGENTS["maq_dsac"](S, space_for(AGENTS["maq_dsac"]), small(AGENTS["maq_dsac"]), device="cpu", seeds=(7,))
+    save_agent(other, d.parent / "other", codebook_hash=CODEBOOK)
+    _weights(d).write_bytes(_weights(d.parent / "other").read_bytes())
+
+
+CORRUPTIONS = {  # name: (corrupt the directory, what the message must say)
+    "empty weights": (_truncate(lambda data: 0), "does not match weights_sha256"),
+    "truncated in the header length": (_truncate(lambda data: 5), "does not match weights_sha256"),
+    "truncated in the header": (_truncate(lambda data: _header_end(data) // 2), "does not match weights_sha256"),
+    "truncated after the header": (_truncate(_header_end), "does not match weights_sha256"),
+    "truncated by one byte": (_truncate(lambda data: len(data) - 1), "does not match weights_sha256"),
+    "flipped byte in the header": (_flip(lambda data: 20), "does not match weights_sha256"),
+    "flipped byte in tensor data": (_flip(lambda data: (_header_end(data) + len(data)) // 2), "does not match weights_sha256"),
+    "weights of another run": (_other_weights, "come from different runs"),
+    "edited method": (_edit(lambda c: c.update(method="maq_iql")), "config.json was edited"),
+    "edited obs_dim": (_edit(lambda c: c.update(obs_dim=c["obs_dim"] + 1)), "config.json was edited"),
+    "edited action_space": (_edit(lambda c: c["action_space"].update(n=c["action_space"]["n"] + 1)), "config.json was edited"),
+    "edited config value": (_edit(lambda c: c["config"].update({_first_float(c): c["config"][_first_float(c)] * 2})), "config.json was edited"),
+    "edited execute_steps": (_edit(lambda c: c.update(execute_steps=1)), "config.json was edited"),
+    "edited weights_sha256": (_edit(lambda c: c.update(weights_sha256="0" * 64)), "does not match weights_sha256"),
+    "removed weights_sha256": (_edit(lambda c: c.pop("weights_sha256")), "lacks weights_sha256"),
+    "edited codebook_hash": (_edit(lambda c: c.update(codebook_hash="cb-2")), "config.json was edited"),
+    "format 2 agent": (_edit(lambda c: c.update(format_version=2)), "format_version 2"),
+    "invalid JSON": (lambda d: (d / "config.json").write_text((d / "config.json").read_text()[:-20]), "config.json is not valid JSON"),
+    "deleted weights": (lambda d: _weights(d).unlink(), "model.safetensors missing"),
+    "deleted config": (lambda d: (d / "config.json").unlink(), "config.json missing"),
+}
+
+
+@pytest.mark.parametrize("case", list(CORRUPTIONS))
+def test_a_corrupted_agent_is_refused_with_a_clear_message(case, tmp_path):
+    """Regression (issue 15): 5 of 12 corruptions of an agent's files loaded silently before agents recorded
+    weights_sha256; each one now fails, naming the directory, the file at fault and what to do."""
+    directory = tmp_path / "agent"
+    save_agent(build("maq_dsac"), directory, codebook_hash=CODEBOOK)
+    load_agent(directory, codebook=CODEBOOK)  # intact: loads
+    corrupt, expected = CORRUPTIONS[case]
+    corrupt(directory)
+    with pytest.raises(AgentArtifactError) as err:
+        load_agent(directory, codebook=CODEBOOK)
+    message = str(err.value)
+    assert str(directory) in message and expected in message, message
+    assert "dvc repro finetune" in message  # what to do
+    assert isinstance(err.value, ValueError) and isinstance(err.value, UserError)
+
+
+def test_agent_config_records_the_weights_hash(tmp_path):
+    save_agent(build("sac"), tmp_path / "a")
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert config["weights_sha256"] == sha256_file(tmp_path / "a" / "model.safetensors") and config["format_version"] == 3
 
 
 @pytest.mark.parametrize("name", ["rlpd", "maq_rlpd"])

@@ -189,6 +189,11 @@ def test_run_codebook_writes_the_stage_outputs(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     card = (out / "README.md").read_text()
     assert card.startswith("---\n") and "mean-macro baseline" in card and "never cross episode" in card
+    from huggingface_hub import ModelCard
+
+    parsed = ModelCard.load(out / "README.md", ignore_metadata_errors=False)  # the Hub's reader; model-index holds the metrics
+    assert {r.metric_type: r.metric_value for r in parsed.data.eval_results}["test_mse"] == pytest.approx(metrics["test_mse"])
+    assert parsed.data.library_name == "maq-hub" and parsed.data.weights_sha256 == metrics["codebook_sha256"]
     written = json.loads(metrics_path.read_text())
     assert written["codebook_sha256"] == sha256_file(out / "model.safetensors") == Codebook.from_pretrained(out).hash
     assert all(not isinstance(v, list) for v in written.values())

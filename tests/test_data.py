@@ -303,6 +303,13 @@ def test_pkl_source_and_prepare_outputs(tmp_path):
     assert sorted(meta["train_episode_ids"] + meta["test_episode_ids"]) == list(range(10))
     np.testing.assert_allclose(meta["action_mean"], train.actions.mean(0), rtol=1e-6)
     assert "| train | 9 | 72 |" in (tmp_path / "out" / "README.md").read_text()
+    from huggingface_hub import DatasetCard
+
+    from pipeline.hub import validate_dataset_dir
+
+    card = DatasetCard.load(tmp_path / "out" / "README.md", ignore_metadata_errors=False)  # pushable: valid front matter
+    assert card.data.task_categories == ["reinforcement-learning"] and "AdroitHandDoor-v1" in card.data.tags
+    assert validate_dataset_dir(tmp_path / "out") == meta
 
 
 def test_synthetic_source_without_demos_says_how_to_make_them(tmp_path):

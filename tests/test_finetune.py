@@ -94,6 +94,16 @@ def test_finetune_writes_agent_card_curve_and_metrics(project, method):
     codebook = Codebook.from_pretrained(project / "codebook") if AGENTS[method].macro else None
     if codebook is not None:
         assert codebook.hash in card
+    from huggingface_hub import ModelCard
+
+    from pipeline.hub import validate_artifact_dir
+
+    parsed = ModelCard.load(run / "agents" / "seed2" / "README.md", ignore_metadata_errors=False)
+    final = json.loads((run / "metrics" / "seed2.json").read_text())
+    results = {r.metric_type: r for r in parsed.data.eval_results}
+    assert results["mean_reward"].metric_value == final["final_eval_return"] and results["mean_reward"].dataset_type == "AdroitHandDoor-v1"
+    assert {"reinforcement-learning", "AdroitHandDoor-v1", method} <= set(parsed.data.tags)
+    assert validate_artifact_dir(run / "agents" / "seed2")["method"] == method  # `maq hub push` accepts it
     for i, seed in enumerate((1, 2)):
         loaded = load_agent(run / "agents" / f"seed{seed}", codebook=codebook, device="cpu")
         assert loaded.seeds == (seed,)

@@ -1,4 +1,4 @@
-"""The Hub layer against a loopback Hub (tests/hub_server.py) with the real huggingface_hub client.
+"""The Hub layer (push with upload_folder, downloads through the HF cache) against a loopback Hub (tests/hub_server.py) with the real huggingface_hub client.
 
 conftest sets HF_HUB_OFFLINE=1 before huggingface_hub is imported, and the client reads HF_ENDPOINT,
 HF_HUB_OFFLINE and HF_HUB_DISABLE_TELEMETRY once at import. In-process tests therefore go online through
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -23,13 +24,14 @@ import yaml
 from safetensors.numpy import load_file, save_file
 
 from tests.hub_server import HubServer
+from pipeline.artifacts.cards import _model_data, model_card, rl_result
 from pipeline.hub import (
     HubError,
-    make_card_front_matter,
+    download_artifact,
+    is_hub_ref,
     parse_hub_spec,
-    pull_artifact,
     push_artifact,
-    render_card,
+    resolve_artifact_dir,
     validate_artifact_dir,
 )
 from pipeline.io import sha256_file
@@ -45,8 +47,10 @@ def write_artifact(root: Path, seed: int = 0, kind: str = "codebook") -> Path:
     rng = np.random.default_rng(seed)
     save_file({"codebook": rng.normal(size=(8, 4)).astype(np.float32), "obs_mean": np.zeros(39, np.float32)}, str(root / "model.safetensors"))
     (root / "config.json").write_text(json.dumps({"format_version": 1, "kind": kind, "K": 8, "D": 4, "seed": seed}, indent=2) + "\n")
-    metadata = make_card_front_matter(model_name=f"maq-{kind}-door", dataset="D4RL/door/human-v2", metrics={"dtw": 12.5 + seed, "success_rate": np.float64(0.75)}, tags=["door"])
-    (root / "README.md").write_text(render_card(metadata, f"# MAQ {kind} (seed {seed})\n\nTest artifact."))
+    env = "AdroitHandDoor-v1"
+    data = _model_data(model_name=f"maq-{kind}-door", tags=["door"], datasets=["maq-test/maq-door-demos"],
+                       eval_results=[rl_result(env, "mean_reward", 12.5 + seed), rl_result(env, "success_rate", np.float64(0.75))])
+    (root / "README.md").write_text(model_card(data, f"# MAQ {kind} (seed {seed})\n\nTest artifact."))
     return root
 
 
@@ -99,6 +103,15 @@ def test_parse_hub_spec():
         parse_hub_spec("hub:just-a-name@main")
 
 
+def test_a_local_path_that_exists_wins_over_a_repo_id(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert is_hub_ref("org/name") and is_hub_ref("org/name@v1") and is_hub_ref("hub:org/name@v1")
+    assert not is_hub_ref("models/codebooks/door") and not is_hub_ref(Path("org/name"))
+    write_artifact(tmp_path / "org" / "name")
+    assert not is_hub_ref("org/name")
+    assert resolve_artifact_dir("org/name") == (Path("org/name"), None)
+
+
 def test_round_trip_is_bit_identical_in_one_commit(online, hub, tmp_path):
     art = write_artifact(tmp_path / "art")
     before = file_hashes(art)
@@ -109,43 +122,47 @@ def test_round_trip_is_bit_identical_in_one_commit(online, hub, tmp_path):
     assert sum(1 for method, path in hub.requests if path.endswith("/commit/main")) == 1
     assert sorted(commits[0].files) == [".gitattributes", "README.md", "config.json", "model.safetensors"]
 
-    pulled = pull_artifact(f"hub:{REPO}@{result.commit_sha}", store=tmp_path / "store", cache_dir=tmp_path / "cache")
-    assert pulled == tmp_path / "store" / REPO / result.commit_sha
-    assert file_hashes(pulled) == before  # exactly the three files, bit-identical
+    cache = tmp_path / "cache"
+    snapshot = download_artifact(f"hub:{REPO}@{result.commit_sha}", cache_dir=cache)
+    assert snapshot.is_relative_to(cache) and snapshot.name == result.commit_sha  # the HF cache, no copy elsewhere
+    assert {k: v for k, v in file_hashes(snapshot).items() if k != ".gitattributes"} == before  # bit-identical
     assert file_hashes(art) == before
-    assert validate_artifact_dir(pulled)["kind"] == "codebook"
-    assert json.loads((pulled.parent / f"{result.commit_sha}.pull.json").read_text())["commit_sha"] == result.commit_sha
+    assert validate_artifact_dir(snapshot)["kind"] == "codebook"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["art", "cache"]  # nothing written beside the cache
     assert hub.unhandled == []  # the stand-in answered every call the client made
 
 
 def test_older_revision_gives_old_bytes_after_second_push(online, hub, tmp_path):
     first = push_artifact(write_artifact(tmp_path / "v1", seed=1), REPO)
-    (tmp_path / "v2").mkdir()
-    write_artifact(tmp_path / "v2", seed=2)
-    second = push_artifact(tmp_path / "v2", REPO, commit_message="second")
+    second = push_artifact(write_artifact(tmp_path / "v2", seed=2), REPO, commit_message="second")
     assert first.commit_sha != second.commit_sha and hub.commits_of(REPO)[0].message == "second"
 
-    store, cache = tmp_path / "store", tmp_path / "cache"
-    old = pull_artifact(REPO, revision=first.commit_sha, store=store, cache_dir=cache)
-    new = pull_artifact(f"{REPO}@main", store=store, cache_dir=cache)
-    assert file_hashes(old) == file_hashes(tmp_path / "v1")
-    assert file_hashes(new) == file_hashes(tmp_path / "v2")
+    cache = tmp_path / "cache"
+    old = download_artifact(REPO, revision=first.commit_sha, cache_dir=cache)
+    new = download_artifact(f"{REPO}@main", cache_dir=cache)
+    assert new.name == second.commit_sha
     np.testing.assert_array_equal(load_file(str(old / "model.safetensors"))["codebook"], load_file(str(tmp_path / "v1" / "model.safetensors"))["codebook"])
     assert json.loads((old / "config.json").read_text())["seed"] == 1
+    assert json.loads((new / "config.json").read_text())["seed"] == 2
 
 
-def test_branch_pull_follows_new_commits_and_stale_files_are_removed(online, hub, tmp_path):
+def test_stale_files_are_deleted_in_the_same_commit(online, hub, tmp_path):
     art = write_artifact(tmp_path / "art")
     (art / "extra.txt").write_text("only in the first push\n")
+    (art / "sub").mkdir()
+    (art / "sub" / "old.txt").write_text("also stale\n")
+    (art / ".hidden").write_text("never pushed\n")
     push_artifact(art, REPO)
-    store, cache = tmp_path / "store", tmp_path / "cache"
-    assert (pull_artifact(f"{REPO}@main", store=store, cache_dir=cache) / "extra.txt").exists()
+    assert sorted(hub.commits_of(REPO)[0].files) == [".gitattributes", "README.md", "config.json", "extra.txt", "model.safetensors", "sub/old.txt"]
+    shutil.rmtree(art / "sub")
     (art / "extra.txt").unlink()
     write_artifact(art, seed=5)
-    push_artifact(art, REPO)
+    n_commits = len(hub.commits_of(REPO))
+    result = push_artifact(art, REPO)
+    assert len(hub.commits_of(REPO)) == n_commits + 1  # additions and deletions in one commit
     assert sorted(hub.commits_of(REPO)[0].files) == [".gitattributes", "README.md", "config.json", "model.safetensors"]
-    pulled = pull_artifact(f"{REPO}@main", store=store, cache_dir=cache)
-    assert file_hashes(pulled) == file_hashes(art)
+    snapshot = download_artifact(f"{REPO}@main", cache_dir=tmp_path / "cache")
+    assert snapshot.name == result.commit_sha and not (snapshot / "extra.txt").exists()
 
 
 def test_push_to_a_new_branch(online, hub, tmp_path):
@@ -153,41 +170,56 @@ def test_push_to_a_new_branch(online, hub, tmp_path):
     result = push_artifact(art, REPO, revision="exp-1")
     assert hub.repos[("model", REPO)].branches["exp-1"] == result.commit_sha
     assert len(hub.commits_of(REPO)) == 1  # main still holds only the initial commit
-    pulled = pull_artifact(f"{REPO}@exp-1", store=tmp_path / "store", cache_dir=tmp_path / "cache")
-    assert pulled == tmp_path / "store" / REPO / "exp-1" and file_hashes(pulled) == file_hashes(art)
+    snapshot = download_artifact(f"{REPO}@exp-1", cache_dir=tmp_path / "cache")
+    assert snapshot.name == result.commit_sha and file_hashes(snapshot)["model.safetensors"] == file_hashes(art)["model.safetensors"]
     assert hub.unhandled == []
 
 
 def test_failed_commit_is_reported_and_a_rerun_succeeds(online, hub, tmp_path):
     art = write_artifact(tmp_path / "art")
     before = file_hashes(art)
-    hub.fail_next_commits(1)
+    hub.fail_next_commits(1, status=422)  # huggingface_hub retries a 5xx itself; a 4xx it reports
     with pytest.raises(HubError) as err:
         push_artifact(art, REPO)
     message = str(err.value)
-    assert REPO in message and "step 'commit'" in message and "HTTP 500" in message and "re-run" in message
+    assert REPO in message and "step 'upload and commit'" in message and "HTTP 422" in message and "re-run" in message
     assert TOKEN not in message
     assert file_hashes(art) == before
     assert len(hub.commits_of(REPO)) == 1  # only the repo's initial commit
     result = push_artifact(art, REPO)
     assert hub.commits_of(REPO)[0].sha == result.commit_sha
-    assert file_hashes(pull_artifact(f"{REPO}@{result.commit_sha}", store=tmp_path / "store", cache_dir=tmp_path / "cache")) == before
+    assert file_hashes(download_artifact(f"{REPO}@{result.commit_sha}", cache_dir=tmp_path / "cache"))["README.md"] == before["README.md"]
 
 
-def test_pull_of_unknown_repo_or_revision_says_so(online, hub, tmp_path):
+def test_download_of_unknown_repo_or_revision_says_so(online, hub, tmp_path):
     push_artifact(write_artifact(tmp_path / "art"), REPO)
-    kw = dict(store=tmp_path / "store", cache_dir=tmp_path / "cache")
     with pytest.raises(HubError, match=r"revision 'no-such-branch' not found; pin an existing branch, tag or commit sha"):
-        pull_artifact(f"{REPO}@no-such-branch", **kw)
+        download_artifact(f"{REPO}@no-such-branch", cache_dir=tmp_path / "cache")
     with pytest.raises(HubError, match=r"maq-test/nope@main .*repository not found"):
-        pull_artifact("maq-test/nope@main", **kw)
-    assert not (tmp_path / "store").exists() or not any((tmp_path / "store").rglob("*.json"))
+        download_artifact("maq-test/nope@main", cache_dir=tmp_path / "cache")
+
+
+def test_a_hub_repo_that_is_not_an_artifact_is_refused(online, hub, tmp_path):
+    from huggingface_hub import HfApi
+
+    art = write_artifact(tmp_path / "art")
+    sha = push_artifact(art, REPO).commit_sha
+    info = HfApi(endpoint=hub.url).delete_file("model.safetensors", REPO, commit_message="break it")
+    with pytest.raises(HubError, match=rf"{REPO}@main \(commit {info.oid}\) is not a valid model artifact: .*missing model.safetensors"):
+        download_artifact(f"{REPO}@main", cache_dir=tmp_path / "cache")
+    assert download_artifact(f"{REPO}@{sha}", cache_dir=tmp_path / "cache").name == sha  # the pinned commit is intact
 
 
 def test_invalid_artifact_is_refused_before_any_request(online, hub, tmp_path):
     art = write_artifact(tmp_path / "art")
     (art / "README.md").write_text("---\nlibrary_name: [unclosed\n---\n\nbody\n")
     with pytest.raises(HubError, match="front matter does not parse"):
+        push_artifact(art, REPO)
+    (art / "README.md").write_text("---\nlibrary_name: maq-hub\n---\n\nno results\n")
+    with pytest.raises(HubError, match="no model-index results"):
+        push_artifact(art, REPO)
+    (art / "README.md").write_text("# no front matter\n")
+    with pytest.raises(HubError, match="no YAML front matter"):
         push_artifact(art, REPO)
     (art / "README.md").unlink()
     with pytest.raises(HubError, match="missing README.md"):
@@ -200,12 +232,12 @@ def test_invalid_artifact_is_refused_before_any_request(online, hub, tmp_path):
     assert hub.requests == []
 
 
-def test_offline_push_and_pull_fail_fast(hub, monkeypatch, tmp_path):
+def test_offline_push_and_download_fail_fast(hub, monkeypatch, tmp_path):
     _set_client(monkeypatch, hub.url, offline=True)
     art = write_artifact(tmp_path / "art")
     start = time.monotonic()
-    with pytest.raises(HubError, match=r"cannot pull .*HF_HUB_OFFLINE is set.*not in the local store.*Pull it once with network"):
-        pull_artifact(f"{REPO}@main", store=tmp_path / "store", cache_dir=tmp_path / "cache")
+    with pytest.raises(HubError, match=r"cannot download .*HF_HUB_OFFLINE is set.*not in the HF cache.*Download it once with network"):
+        download_artifact(f"{REPO}@main", cache_dir=tmp_path / "cache")
     with pytest.raises(HubError, match=r"cannot push .*HF_HUB_OFFLINE is set"):
         push_artifact(art, REPO)
     assert time.monotonic() - start < 5
@@ -216,62 +248,44 @@ def test_no_network_fails_fast(monkeypatch, tmp_path):
     _set_client(monkeypatch, f"http://127.0.0.1:{closed_port()}", offline=False)
     art = write_artifact(tmp_path / "art")
     start = time.monotonic()
-    with pytest.raises(HubError, match=r"cannot pull .*no connection to 127\.0\.0\.1"):
-        pull_artifact(f"{REPO}@main", store=tmp_path / "store", cache_dir=tmp_path / "cache")
+    with pytest.raises(HubError, match=r"cannot download .*no connection to 127\.0\.0\.1"):
+        download_artifact(f"{REPO}@main", cache_dir=tmp_path / "cache")
     with pytest.raises(HubError, match=r"cannot push .*no connection to 127\.0\.0\.1"):
         push_artifact(art, REPO)
     assert time.monotonic() - start < 5
 
 
-def test_cached_pull_works_offline(online, hub, tmp_path):
+def test_cached_download_works_offline(online, hub, tmp_path):
     art = write_artifact(tmp_path / "art")
     sha = push_artifact(art, REPO).commit_sha
-    store, cache = tmp_path / "store", tmp_path / "cache"
-    by_sha = pull_artifact(f"{REPO}@{sha}", store=store, cache_dir=cache)
-    by_branch = pull_artifact(f"{REPO}@main", store=store, cache_dir=cache)
+    cache = tmp_path / "cache"
+    by_sha = download_artifact(f"{REPO}@{sha}", cache_dir=cache)
+    by_branch = download_artifact(f"{REPO}@main", cache_dir=cache)
+    assert by_sha == by_branch
     n_requests = len(hub.requests)
 
-    assert pull_artifact(f"{REPO}@{sha}", store=store, cache_dir=cache) == by_sha  # a pinned commit needs no network
+    assert download_artifact(f"{REPO}@{sha}", cache_dir=cache) == by_sha  # a pinned commit needs no request
     assert len(hub.requests) == n_requests
 
     online(offline=True)
     start = time.monotonic()
-    assert pull_artifact(f"{REPO}@{sha}", store=store, cache_dir=cache) == by_sha
-    assert pull_artifact(f"{REPO}@main", store=store, cache_dir=cache) == by_branch
-    fresh = pull_artifact(f"{REPO}@main", store=tmp_path / "other-store", cache_dir=cache)  # from the HF cache only
+    assert download_artifact(f"{REPO}@{sha}", cache_dir=cache) == by_sha
+    assert download_artifact(f"{REPO}@main", cache_dir=cache) == by_branch  # the branch as last resolved
     assert time.monotonic() - start < 5
     assert len(hub.requests) == n_requests
-    assert file_hashes(fresh) == file_hashes(by_sha) == file_hashes(art)
 
 
-def test_card_front_matter_parses_back():
+def test_cards_parse_with_model_card_load(tmp_path):
     from huggingface_hub import ModelCard
 
-    metadata = make_card_front_matter(
-        model_name="maq-sac-door", dataset="D4RL/door/human-v2", metrics={"success_rate": np.float32(0.5), "dtw": 42.0}, tags=["door", "sac"],
-    )
-    text = render_card(metadata, "# MAQ+SAC on door\n\nHow to reproduce: `dvc repro`.")
-    front = yaml.safe_load(text.split("---\n")[1])
-    assert front["library_name"] == "maq-hub" and front["datasets"] == ["D4RL/door/human-v2"]
-    assert {"door", "sac", "reinforcement-learning"} <= set(front["tags"])
-    result = front["model-index"][0]["results"][0]
-    assert result["task"]["type"] == "reinforcement-learning"
-    assert result["metrics"] == [{"name": "success_rate", "type": "success_rate", "value": 0.5}, {"name": "dtw", "type": "dtw", "value": 42.0}]
-
-    card = ModelCard(text, ignore_metadata_errors=False)
-    values = {r.metric_type: r.metric_value for r in card.data.eval_results}
-    assert values == {"success_rate": 0.5, "dtw": 42.0}
-    assert card.data.eval_results[0].dataset_type == "D4RL/door/human-v2"
-    assert card.text.strip().startswith("# MAQ+SAC on door")
-
-
-def test_card_metadata_load(tmp_path):
-    from huggingface_hub import metadata_load
-
-    path = tmp_path / "README.md"
-    path.write_text(render_card(make_card_front_matter(model_name="m", dataset="d", metrics=[{"name": "Normalized score", "type": "normalized_score", "value": 87.5}]), "body"))
-    loaded = metadata_load(path)
-    assert loaded["model-index"][0]["results"][0]["metrics"][0] == {"name": "Normalized score", "type": "normalized_score", "value": 87.5}
+    art = write_artifact(tmp_path / "art")
+    card = ModelCard.load(art / "README.md", ignore_metadata_errors=False)
+    assert card.data.library_name == "maq-hub" and card.data.datasets == ["maq-test/maq-door-demos"]
+    assert {r.metric_type: r.metric_value for r in card.data.eval_results} == {"mean_reward": 12.5, "success_rate": 0.75}
+    assert {(r.task_type, r.dataset_type, r.dataset_name) for r in card.data.eval_results} == {("reinforcement-learning", "AdroitHandDoor-v1", "AdroitHandDoor-v1")}
+    assert card.text.strip().startswith("# MAQ codebook")
+    front = yaml.safe_load((art / "README.md").read_text().split("---\n")[1])
+    assert front["model-index"][0]["results"][0]["metrics"][0] == {"type": "mean_reward", "value": 12.5, "name": "mean_reward"}
 
 
 def _maq(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
@@ -291,14 +305,16 @@ def test_cli_push_pull_and_the_token_never_leaks(hub, tmp_path):
     assert where == f"{REPO}@main" and hub.commits_of(REPO)[0].sha == sha
     assert hub.repos[("model", REPO)].private
 
-    pulled = _maq(["hub", "pull", f"hub:{REPO}@{sha}"], env, tmp_path)  # default store, relative to the cwd
+    pulled = _maq(["hub", "pull", f"hub:{REPO}@{sha}"], env, tmp_path)  # into the HF cache under HF_HOME
     assert pulled.returncode == 0, pulled.stderr
-    assert pulled.stdout.strip().splitlines() == [str(Path("models/hub") / REPO / sha)]
-    assert file_hashes(tmp_path / pulled.stdout.strip()) == file_hashes(art)
+    snapshot = Path(pulled.stdout.strip())
+    assert snapshot.is_relative_to(tmp_path / "hf-home") and snapshot.name == sha
+    assert file_hashes(snapshot)["model.safetensors"] == file_hashes(art)["model.safetensors"]
+    assert not (tmp_path / "models").exists()
 
-    offline = _maq(["hub", "pull", f"{REPO}@main", "--store", str(tmp_path / "s2")], {**env, "HF_HUB_OFFLINE": "1"}, tmp_path)
+    offline = _maq(["hub", "pull", f"{REPO}@main", "--cache-dir", str(tmp_path / "c2")], {**env, "HF_HUB_OFFLINE": "1"}, tmp_path)
     assert offline.returncode == 1 and offline.stdout == ""
-    assert offline.stderr.startswith("error: cannot pull") and "HF_HUB_OFFLINE" in offline.stderr
+    assert offline.stderr.startswith("error: cannot download") and "HF_HUB_OFFLINE" in offline.stderr
 
     assert hub.authorized_requests > 0  # the token was used ...
     for proc in (pushed, pulled, offline):  # ... and never shown
@@ -338,7 +354,7 @@ def test_live_hub_round_trip(monkeypatch, tmp_path):
     art = write_artifact(tmp_path / "art")
     try:
         result = push_artifact(art, repo_id, private=True)
-        pulled = pull_artifact(f"{repo_id}@{result.commit_sha}", store=tmp_path / "store", cache_dir=tmp_path / "cache")
-        assert file_hashes(pulled) == file_hashes(art)
+        snapshot = download_artifact(f"{repo_id}@{result.commit_sha}", cache_dir=tmp_path / "cache")
+        assert file_hashes(snapshot)["model.safetensors"] == file_hashes(art)["model.safetensors"]
     finally:
         api.delete_repo(repo_id, missing_ok=True)

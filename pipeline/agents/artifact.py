@@ -2,30 +2,50 @@
 
 `config.json` holds everything needed to rebuild the agent (method, obs size, action space,
 the backend config, the hash of the codebook it acts with and, for MAQ agents, `execute_steps`:
-the decoded actions it executes per code, absent in agents saved before it existed = H) and
-`format_version`. Weights include
-the temperature and the observation normalizer (buffers). No pickles. An agent saved with a
-codebook hash refuses to load against a codebook with another hash.
+the decoded actions it executes per code), `format_version`, and `weights_sha256`, the sha256
+of `model.safetensors`. Weights include the temperature and the observation normalizer (buffers).
+No pickles. The two files vouch for each other: config.json's `weights_sha256` for the weights,
+and the weights' safetensors metadata `config_sha256` for the rest of config.json, so an edited,
+truncated or swapped file is refused with a message naming it (`AgentArtifactError`), never
+loaded. An agent saved with a codebook hash refuses to load against a codebook with another hash.
+
+`load_agent` takes a local directory or a Hub repo (`"namespace/name@revision"`), downloaded
+through the Hugging Face cache (pipeline.hub); a local path that exists always wins.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from pipeline.agents.base import Agent, space_from_dict, space_to_dict
-from pipeline.io import atomic_path, write_json_atomic
+from pipeline.entry import UserError
+from pipeline.io import atomic_path, sha256_file, write_json_atomic
 
-FORMAT_VERSION = 2  # 2: networks carry the population axis (pipeline.agents.networks)
+# 2: networks carry the population axis (pipeline.agents.networks).
+# 3: config.json records weights_sha256 and the weights record config_sha256, both checked on load;
+#    required, so that a file stripped of them cannot load unchecked (a format-2 agent is re-trained).
+FORMAT_VERSION = 3
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 
 
+class AgentArtifactError(UserError, ValueError):
+    """An agent directory that cannot be loaded as it is: the message names the file and what to do."""
+
+
+def config_sha256(record: dict) -> str:
+    """sha256 of config.json's content without `weights_sha256` (canonical JSON: sorted keys)."""
+    body = {k: v for k, v in record.items() if k != "weights_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def save_agent(agent: Agent, directory: str | Path, codebook_hash: str | None = None, info: dict | None = None) -> Path:
-    """Write `config.json` and `model.safetensors` under `directory` (atomically, each). `info`
+    """Write `model.safetensors` then `config.json` under `directory` (atomically, each). `info`
     (provenance: task, seed, data, budget) is stored in config.json under "info"."""
     from pipeline.agents import AGENTS
 
@@ -37,10 +57,7 @@ def save_agent(agent: Agent, directory: str | Path, codebook_hash: str | None = 
         raise ValueError(f"{agent.method} acts in codes: pass the codebook's hash (codebook_hash=...)")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    weights = {k: v.detach().cpu().contiguous() for k, v in agent.state_dict().items()}
-    with atomic_path(directory / WEIGHTS_FILE) as tmp:
-        save_file(weights, str(tmp))
-    write_json_atomic(directory / CONFIG_FILE, {
+    record = json.loads(json.dumps({  # as config.json will read back (tuples become lists)
         "format_version": FORMAT_VERSION,
         "kind": "agent",
         "method": agent.method,
@@ -50,34 +67,76 @@ def save_agent(agent: Agent, directory: str | Path, codebook_hash: str | None = 
         "codebook_hash": codebook_hash,
         "execute_steps": agent.execute_steps,
         "info": info or {},
-    })
+    }))
+    weights = {k: v.detach().cpu().contiguous() for k, v in agent.state_dict().items()}
+    with atomic_path(directory / WEIGHTS_FILE) as tmp:
+        save_file(weights, str(tmp), metadata={"format_version": str(FORMAT_VERSION), "config_sha256": config_sha256(record)})
+    write_json_atomic(directory / CONFIG_FILE, {**record, "weights_sha256": sha256_file(directory / WEIGHTS_FILE)})
     return directory
 
 
-def load_agent(directory: str | Path, codebook=None, device=None) -> Agent:
-    """Rebuild the agent saved under `directory`. For a method acting in codes, `codebook` (or its
-    hash as a string) must match the one it was trained with."""
+def load_agent(directory: str | Path, codebook=None, device=None, *, revision: str | None = None,
+               cache_dir: str | Path | None = None) -> Agent:
+    """Rebuild the agent saved under `directory` (a local directory, or a Hub repo `"namespace/name@rev"`
+    or `"namespace/name"` with `revision`). For a method acting in codes, `codebook` (or its hash as a
+    string) must match the one it was trained with. Raises AgentArtifactError when the files do not agree."""
     from pipeline.agents import AGENTS
+    from pipeline.hub import resolve_artifact_dir
 
-    directory = Path(directory)
-    meta = json.loads((directory / CONFIG_FILE).read_text())
+    directory, hub_ref = resolve_artifact_dir(directory, revision, cache_dir=cache_dir)
+    config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+    where = hub_ref or str(directory)
+    if hub_ref is not None:
+        redo = f"the Hub repo {hub_ref} holds a broken agent: push a fresh one (`maq hub push models/agents/<task>/<method>/seed<s> <repo>`) or pin another revision"
+    else:
+        redo = "re-run the stage that wrote it (`dvc repro finetune@<task>-<method>`; `dvc checkout` restores a cached copy)"
+
+    def fail(message: str) -> AgentArtifactError:
+        return AgentArtifactError(f"{where}: {message}; {redo}")
+
+    missing = [p.name for p in (config_path, weights_path) if not p.is_file()]
+    if missing:
+        raise fail(f"not an agent: {' and '.join(missing)} missing (an agent directory holds {CONFIG_FILE} and {WEIGHTS_FILE})")
+    try:
+        meta = json.loads(config_path.read_text())
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        raise fail(f"{CONFIG_FILE} is not valid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise fail(f"{CONFIG_FILE} must hold a JSON object")
     if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{directory}: agent format_version {meta.get('format_version')}, this code reads {FORMAT_VERSION}")
+        raise fail(f"agent format_version {meta.get('format_version')!r} in {CONFIG_FILE}, this code reads {FORMAT_VERSION}")
+    if not isinstance(meta.get("weights_sha256"), str):
+        raise fail(f"{CONFIG_FILE} lacks weights_sha256, the hash of {WEIGHTS_FILE}")
+    actual = sha256_file(weights_path)
+    if actual != meta["weights_sha256"]:
+        raise fail(f"{WEIGHTS_FILE} ({weights_path.stat().st_size} bytes, sha256 {actual[:12]}…) does not match weights_sha256 "
+                   f"{meta['weights_sha256'][:12]}… in {CONFIG_FILE}: the file is truncated or altered, or the two files come from different runs")
+    try:
+        with safe_open(str(weights_path), framework="pt") as f:
+            recorded = (f.metadata() or {}).get("config_sha256")
+    except Exception as e:  # SafetensorError: the hash matched, so the file was saved broken
+        raise fail(f"{WEIGHTS_FILE} cannot be read ({e})") from None
+    if recorded != config_sha256(meta):
+        raise fail(f"{CONFIG_FILE} was edited after the agent was saved (its content does not match the config_sha256 "
+                   f"recorded in {WEIGHTS_FILE}); restore the original {CONFIG_FILE}")
+    if meta.get("method") not in AGENTS:
+        raise fail(f"method {meta.get('method')!r} in {CONFIG_FILE} is not a registered method")
     method = AGENTS[meta["method"]]
     if meta["codebook_hash"] is not None:
         if codebook is None:
-            raise ValueError(f"{directory}: this {method.name} agent acts in codes of codebook {meta['codebook_hash']}; pass it")
+            raise AgentArtifactError(f"{where}: this {method.name} agent acts in codes of codebook {meta['codebook_hash']}; pass it (codebook=...)")
         given = codebook if isinstance(codebook, str) else codebook.hash
         if given != meta["codebook_hash"]:
-            raise ValueError(f"{directory}: agent was trained on codebook {meta['codebook_hash']}, got codebook {given}")
+            raise AgentArtifactError(f"{where}: agent was trained on codebook {meta['codebook_hash']}, got codebook {given}; "
+                                     "pass the codebook it was trained with")
     seed = meta.get("info", {}).get("seed", 0)
-    agent = method(meta["obs_dim"], space_from_dict(meta["action_space"]), method.config_from_dict(meta["config"]), device,
-                   seeds=(seed,))
     try:
-        weights = load_file(str(directory / WEIGHTS_FILE), device=str(agent.device))
-    except Exception as e:
-        raise ValueError(f"{directory / WEIGHTS_FILE} cannot be read ({e}); re-run the stage that wrote it") from e
-    agent.load_state_dict(weights)
+        agent = method(meta["obs_dim"], space_from_dict(meta["action_space"]), method.config_from_dict(meta["config"]), device,
+                       seeds=(seed,))
+        weights = load_file(str(weights_path), device=str(agent.device))
+        agent.load_state_dict(weights)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:  # recorded by another version of this code
+        raise fail(f"{WEIGHTS_FILE} does not fit the {meta['method']} agent {CONFIG_FILE} describes ({type(e).__name__}: {str(e).splitlines()[0]})") from None
     agent.execute_steps = meta.get("execute_steps")
     return agent
 
@@ -90,56 +149,3 @@ def curve_csv(curve: list[dict]) -> str:
     lines = [",".join(CURVE_COLUMNS)]
     lines += [",".join(f"{row[c]:.6g}" if isinstance(row[c], float) else str(row[c]) for c in CURVE_COLUMNS) for row in curve]
     return "\n".join(lines) + "\n"
-
-
-def agent_card(task: str, method: str, seed: int, config, cfg, overrides: dict, meta: dict,
-               codebook, curve: list[dict], metrics: dict, execute_steps: int | None = None) -> str:
-    """The model card (README.md) of a trained agent."""
-    from pipeline.config import section_to_dict
-    from pipeline.methods import METHODS
-    from pipeline.tasks import get_task
-
-    entry = METHODS[method]
-    spec = get_task(task)
-    uses = "codes of a VQ-VAE macro-action codebook" if entry.macro else "continuous actions"
-    lines = [
-        f"# {method} on {task} (seed {seed})",
-        "",
-        f"A `{method}` agent ({entry.doc}) trained on `{spec.env_id}` by the MAQ hub `finetune` stage. It acts in {uses}.",
-        "",
-        "| | |", "|---|---|",
-        f"| demonstrations | `{meta['source']}` (sha256 `{meta['source_sha256'][:16]}…`) |",
-    ]
-    if codebook is not None:
-        lines.append(f"| codebook | H={codebook.H}, K={codebook.K}, sha256 `{codebook.hash}` |")
-        lines.append(f"| execution | the first {execute_steps} of the {codebook.H} decoded actions of each code, open loop "
-                     f"(`macro.execute_steps`) |")
-    lines += [
-        f"| budget | {metrics['env_steps']} env steps, {metrics['offline_updates']} offline updates, {metrics['online_updates']} online update rounds |",
-        f"| population | trained together with {metrics['population'] - 1} other seeds (results do not depend on them) |",
-        f"| final curve point | return {metrics['final_eval_return']:.1f}, normalized score {metrics['final_eval_normalized_score']:.1f}, "
-        f"success {metrics['final_eval_success_rate']:.2f} ({cfg.eval_episodes} episodes) |",
-        "",
-        "The numbers above are the training-time learning curve; the `evaluate` stage reports the protocol's "
-        "metrics (seeded episodes, human-likeness).",
-        "",
-        "## Learning curve",
-        "",
-        "| env steps | return | normalized score | success |", "|---|---|---|---|",
-        *[f"| {p['env_steps']} | {p['eval_return']:.1f} | {p['eval_normalized_score']:.1f} | {p['eval_success_rate']:.2f} |" for p in curve],
-        "",
-        "## Config",
-        "",
-        "```json",
-        json.dumps({"backend": asdict(config), "finetune": section_to_dict(cfg), "overrides": overrides}, indent=2, default=str),
-        "```",
-        "",
-        "## Reproduce",
-        "",
-        f"`dvc repro finetune@{task}-{method}` with these params (every seed of `seeds` is trained in one process; this "
-        f"agent is written to `models/agents/{task}/{method}/seed{seed}/`).",
-        "",
-        "Load it with `pipeline.agents.load_agent(directory, codebook=...)`; a MAQ agent refuses a codebook with another hash.",
-        "",
-    ]
-    return "\n".join(lines)

@@ -28,12 +28,13 @@ import numpy as np
 import torch
 
 from pipeline.agents import AGENTS
-from pipeline.agents.artifact import agent_card, curve_csv, save_agent
+from pipeline.agents.artifact import curve_csv, save_agent
 from pipeline.agents.checkpoint import load_population, run_fingerprint, save_population
 from pipeline.agents.macro import MacroActionEnv, executed_steps, macro_transitions
 from pipeline.agents.networks import default_device
 from pipeline.agents.base import Agent
 from pipeline.agents.train import Member, Schedule, make_member, train_population
+from pipeline.artifacts.cards import agent_card
 from pipeline.config import FinetuneConfig, section_to_dict
 from pipeline.data.episodes import Episodes
 from pipeline.data.prepare import load_prepared

@@ -217,41 +217,49 @@ class Codebook:
         return digest
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str = "cpu") -> "Codebook":
-        """Load a codebook directory written by `save_pretrained`. (Hub repo ids: see issue 8.)"""
+    def from_pretrained(cls, path: str | Path, device: str = "cpu", *, revision: str | None = None,
+                        cache_dir: str | Path | None = None) -> "Codebook":
+        """Load a codebook written by `save_pretrained`: a local directory, or a Hub repo id
+        (`"namespace/name"`, at `revision`, default main; also `"namespace/name@rev"`), downloaded through
+        the Hugging Face cache (pipeline.hub). A local path that exists always wins over a repo id."""
         from safetensors.torch import load
 
+        from pipeline.hub import resolve_artifact_dir
         from pipeline.io import sha256_file
 
-        directory = Path(path)
+        directory, hub_ref = resolve_artifact_dir(path, revision, cache_dir=cache_dir)
         config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
-        redo = "re-run the codebook stage (`dvc repro codebook`) or pull the codebook again"
+        config_name, weights_name = (f"{hub_ref} {CONFIG_FILE}", f"{hub_ref} {WEIGHTS_FILE}") if hub_ref else (config_path, weights_path)
+        if hub_ref is not None:
+            redo = f"the Hub repo {hub_ref} holds a broken codebook: push a fresh one (`maq hub push models/codebooks/<task> <repo>`) or pin another revision"
+        else:
+            redo = "re-run the codebook stage (`dvc repro codebook`) or download the codebook again"
         if not config_path.is_file() or not weights_path.is_file():
-            raise FileNotFoundError(f"{directory} is not a codebook: it needs {CONFIG_FILE} and {WEIGHTS_FILE}; {redo}")
+            raise FileNotFoundError(f"{hub_ref or directory} is not a codebook: it needs {CONFIG_FILE} and {WEIGHTS_FILE}; {redo}")
         try:
             config = json.loads(config_path.read_text())
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{config_path} is not valid JSON ({exc}); {redo}") from exc
+            raise ValueError(f"{config_name} is not valid JSON ({exc}); {redo}") from exc
         if config.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{config_path} has format_version {config.get('format_version')!r}, this code reads {FORMAT_VERSION}; {redo}")
+            raise ValueError(f"{config_name} has format_version {config.get('format_version')!r}, this code reads {FORMAT_VERSION}; {redo}")
         try:
             spec = CodebookSpec(**{k: int(config[k]) for k in CodebookSpec.__dataclass_fields__})
         except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{config_path} lacks a valid architecture field ({exc}); {redo}") from exc
+            raise ValueError(f"{config_name} lacks a valid architecture field ({exc}); {redo}") from exc
         try:
             tensors = load(weights_path.read_bytes())
         except Exception as exc:  # SafetensorError and others: truncated or corrupt file
-            raise ValueError(f"{weights_path} is not a readable safetensors file ({exc}); it may be truncated: {redo}") from exc
+            raise ValueError(f"{weights_name} is not a readable safetensors file ({exc}); it may be truncated: {redo}") from exc
         expected_hash = config.get("weights_sha256")
         if expected_hash is not None and sha256_file(weights_path) != expected_hash:
-            raise ValueError(f"{weights_path} does not match the weights_sha256 in {config_path}: the two files come from different runs or the weights were altered; {redo}")
+            raise ValueError(f"{weights_name} does not match the weights_sha256 in {config_name}: the two files come from different runs or the weights were altered; {redo}")
         model = VQVAE(spec)
         wanted = {k: tuple(v.shape) for k, v in model.state_dict().items()}
         found = {k: tuple(v.shape) for k, v in tensors.items()}
         if wanted != found:
             diff = sorted(k for k in set(wanted) | set(found) if wanted.get(k) != found.get(k))
             raise ValueError(
-                f"{weights_path} does not fit {config_path} (tensor {diff[0]}: config says {wanted.get(diff[0])}, "
+                f"{weights_name} does not fit {config_name} (tensor {diff[0]}: config says {wanted.get(diff[0])}, "
                 f"weights have {found.get(diff[0])}); the two files come from different runs: {redo}"
             )
         model.load_state_dict(tensors)

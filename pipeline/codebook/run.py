@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from pipeline.artifacts.cards import codebook_card
 from pipeline.codebook.metrics import code_counts, macro_mse, mean_macro_baseline_mse, perplexity, used_codes
 from pipeline.codebook.model import Codebook
 from pipeline.codebook.train import CHECKPOINT_FILE, TrainResult, train_codebook
@@ -76,77 +76,6 @@ def evaluate_codebook(codebook: Codebook, train: Windows, test: Windows) -> dict
     }
 
 
-FIXES = [
-    "Windows never cross episode boundaries (the official code concatenates trajectories).",
-    "Observations and actions are standardized with the train-split statistics, stored as buffers in model.safetensors (the official code does not normalize).",
-    "float32 training (the official code uses float64).",
-    "Dead codes: usage counted over all train windows after each epoch (official: one sample per batch); a dead code moves to the encoder output of a distinct random train window plus small noise, never an exact copy, and gets fresh Adam moments; no re-initialisation after the last epoch.",
-    "Optional k-means initialisation of the codes and EMA code updates (codebook.kmeans_init, codebook.ema).",
-    "Deterministic and resumable: seeded per (seed, epoch, purpose); an interrupted run resumes from its checkpoint to the same weights.",
-]
-
-
-def make_card(codebook: Codebook, metrics: dict, cfg: CodebookConfig, meta: dict, digest: str) -> str:
-    """The model card: YAML front matter + text."""
-    spec, counts = codebook.spec, metrics["test_code_counts"]
-    share = np.asarray(counts, np.float64) / max(sum(counts), 1)
-    front = {
-        "library_name": "maq-hub",
-        "tags": ["maq", "vq-vae", "macro-actions", "adroit", meta["task"]],
-        "task": meta["task"],
-        "data_source": meta["source"],
-        "data_source_sha256": meta["source_sha256"],
-        "H": spec.H,
-        "K": spec.K,
-        "D": spec.latent_dim,
-        "weights_sha256": digest,
-        "metrics": {k: metrics[k] for k in ("train_mse", "test_mse", "test_baseline_mse", "test_mse_ratio", "test_used_codes", "test_perplexity")},
-    }
-    lines = ["---", *(f"{k}: {json.dumps(v)}" for k, v in front.items()), "---", ""]
-    lines += [
-        f"# MAQ macro-action codebook: {meta['task']} (H={spec.H}, K={spec.K})",
-        "",
-        "A state-conditioned VQ-VAE (Macro Action Quantization, NeurIPS 2025) that distills demonstrations",
-        f"into {spec.K} macro actions of {spec.H} steps. `encode(obs, macro) -> code`, `decode(obs, code) -> macro` (action units).",
-        "",
-        "## Data",
-        f"- source: `{meta['source']}` (sha256 `{meta['source_sha256']}`)",
-        f"- windows: {metrics['n_train_windows']} train / {metrics['n_test_windows']} test (whole episodes held out)",
-        "",
-        "## Architecture",
-        f"- encoder MLP (S+H·A = {spec.obs_dim}+{spec.H}·{spec.action_dim}) → {spec.hidden} → {spec.hidden} → {spec.hidden} → D={spec.latent_dim}; codebook {spec.K} × {spec.latent_dim}",
-        f"- decoder MLP (S+D) → {spec.hidden} → {spec.hidden} → H·A = {spec.H * spec.action_dim}, linear output",
-        f"- loss: recon MSE + codebook MSE + {cfg.beta} · commitment MSE{' (codes by EMA, no codebook loss)' if cfg.ema else ''}",
-        "",
-        "## Metrics (test windows unless said; MSE in action units)",
-        "| metric | value |",
-        "|---|---|",
-        f"| train recon MSE | {metrics['train_mse']:.5f} |",
-        f"| test recon MSE | {metrics['test_mse']:.5f} |",
-        f"| mean-macro baseline MSE (train mean macro) | {metrics['test_baseline_mse']:.5f} |",
-        f"| ratio test / baseline | {metrics['test_mse_ratio']:.3f} |",
-        f"| used codes | {metrics['test_used_codes']} / {spec.K} |",
-        f"| perplexity | {metrics['test_perplexity']:.2f} |",
-        f"| most used code share | {share.max():.3f} |",
-        f"| least used code share | {share.min():.3f} |",
-        "",
-        f"Code counts on test windows: {counts}",
-        "",
-        "## Training",
-        "```json",
-        json.dumps(section_to_dict(cfg), indent=1),
-        "```",
-        "",
-        "## Fixes over the official MAQ code",
-        *(f"- {fix}" for fix in FIXES),
-        "",
-        "## Reproduce",
-        f"`dvc repro codebook@{meta['task']}` (params: the `codebook` section of params.yaml).",
-        "",
-    ]
-    return "\n".join(lines)
-
-
 def curve_csv(history: list[dict]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(history[0]), lineterminator="\n")
@@ -178,7 +107,7 @@ def run_codebook(
     metrics["train_seconds"] = round(result.train_seconds, 2)
     digest = result.codebook.hash
     metrics["codebook_sha256"] = digest
-    written = result.codebook.save_pretrained(out_dir, card=make_card(result.codebook, metrics, cfg, prepared.meta, digest))
+    written = result.codebook.save_pretrained(out_dir, card=codebook_card(result.codebook, metrics, cfg, prepared.meta, digest))
     assert written == digest
     # scalars for `dvc metrics`; not the wall time, so that a re-run writes the same bytes
     write_json_atomic(metrics_path, {k: v for k, v in metrics.items() if not isinstance(v, list) and k != "train_seconds"})
@@ -194,31 +123,30 @@ def fetch_codebook(
     out_dir: str | Path,
     metrics_path: str | Path,
     plots_path: str | Path,
-    store: str | Path | None = None,
+    cache_dir: str | Path | None = None,
 ) -> tuple[Codebook, dict]:
-    """`codebook.source: hub:<repo>@<revision>`: pull a pretrained codebook instead of training one,
-    check it fits the task's data, measure it on the prepared windows, and write the same outputs
-    as `run_codebook` (the training curve is empty: there was no training here)."""
+    """`codebook.source: hub:<repo>@<revision>`: download a pretrained codebook (through the HF cache)
+    instead of training one, check it fits the task's data, measure it on the prepared windows, and write
+    the same outputs as `run_codebook` (the training curve is empty: there was no training here)."""
     import shutil
 
-    from pipeline.hub import DEFAULT_STORE, parse_hub_spec, pull_artifact
+    from pipeline.hub import download_artifact
 
-    repo_id, revision = parse_hub_spec(source)
-    pulled = pull_artifact(repo_id, revision, store or DEFAULT_STORE)
-    codebook = Codebook.from_pretrained(pulled)
+    snapshot = download_artifact(source, cache_dir=cache_dir)  # a revision is required: the spec pins it
+    codebook = Codebook.from_pretrained(snapshot)
     prepared = load_prepared(prepared_dir)
     meta, spec = prepared.meta, codebook.spec
     if (spec.obs_dim, spec.action_dim) != (meta["obs_dim"], meta["action_dim"]):
         raise ValueError(f"{source} is a codebook for obs/action dims {spec.obs_dim}/{spec.action_dim}, but {task} data has "
-                         f"{meta['obs_dim']}/{meta['action_dim']}: pull a codebook trained on {task}")
+                         f"{meta['obs_dim']}/{meta['action_dim']}: use a codebook trained on {task}")
     if codebook.info.get("task") not in (None, task):
-        raise ValueError(f"{source} was trained on {codebook.info['task']!r}, not {task!r}: pull a codebook trained on {task}")
+        raise ValueError(f"{source} was trained on {codebook.info['task']!r}, not {task!r}: use a codebook trained on {task}")
     metrics = evaluate_codebook(codebook, make_windows(prepared.train, spec.H), make_windows(prepared.test, spec.H))
     metrics.update(train_seconds=0.0, codebook_sha256=codebook.hash, source=source)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("config.json", "model.safetensors", "README.md"):  # the pulled bytes, unchanged
-        shutil.copy2(pulled / name, out_dir / name)
+    for name in ("config.json", "model.safetensors", "README.md"):  # the downloaded bytes, unchanged (copyfile follows the cache's symlinks)
+        shutil.copyfile(snapshot / name, out_dir / name)
     write_json_atomic(metrics_path, {k: v for k, v in metrics.items() if not isinstance(v, list) and k != "train_seconds"})
     write_text_atomic(plots_path, "epoch,test_mse\n")
     return codebook, metrics

@@ -4,7 +4,7 @@ Output directory (`data/prepared/<task>/`):
 - `train.safetensors`, `test.safetensors`  `Episodes` of each split (see pipeline.data.episodes);
 - `meta.json`   source and its content hash, sizes, D4RL references, split seed and episode ids,
                 observation/action mean and std of the train split;
-- `README.md`   a short dataset card: episodes, steps, returns, lengths, success.
+- `README.md`   the dataset card (pipeline.artifacts.cards.dataset_card): episodes, steps, returns, lengths, success.
 The test split is the human reference that evaluation compares agents with.
 """
 
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.artifacts.cards import dataset_card
 from pipeline.config import PrepareConfig
 from pipeline.data.episodes import FORMAT_VERSION, Episodes
 from pipeline.data.sources import LoadedSource
@@ -65,37 +66,6 @@ def _summary(episodes: Episodes) -> dict:
     return out
 
 
-def _card(task: str, meta: dict) -> str:
-    def row(name: str, s: dict) -> str:
-        success = (
-            f"{s['success_rate_final_step']:.2f} / {s['success_rate_ever']:.2f}" if "success_rate_final_step" in s else "not recorded"
-        )
-        return (
-            f"| {name} | {s['episodes']} | {s['steps']} | {s['return_mean']:.1f} ± {s['return_std']:.1f} "
-            f"| {s['length_mean']:.1f} ({s['length_min']}–{s['length_max']}) | {success} |"
-        )
-
-    return "\n".join(
-        [
-            f"# Prepared demonstrations: {task}",
-            "",
-            f"Source: `{meta['source']}` — {meta['source_description']}.  ",
-            f"Source sha256: `{meta['source_sha256']}`  ",
-            f"Split: whole episodes shuffled with seed {meta['split_seed']}, test fraction {meta['test_fraction']}; "
-            "the test split is the human reference for evaluation.",
-            "",
-            "| split | episodes | steps | return (mean ± std) | length (mean, min–max) | success final step / ever |",
-            "|---|---|---|---|---|---|",
-            row("train", meta["train"]),
-            row("test", meta["test"]),
-            "",
-            f"Observation size {meta['obs_dim']}, action size {meta['action_dim']}. "
-            f"D4RL normalized score references: {meta['ref_min_score']} / {meta['ref_max_score']}.",
-            "",
-        ]
-    )
-
-
 def write_prepared(task: str, loaded: LoadedSource, cfg: PrepareConfig, out_dir: Path) -> dict:
     """Split `loaded` and write `out_dir` (replacing it whole, never leaving it half-written)."""
     spec = get_task(task)
@@ -133,7 +103,7 @@ def write_prepared(task: str, loaded: LoadedSource, cfg: PrepareConfig, out_dir:
         train.save(staging / "train.safetensors")
         test.save(staging / "test.safetensors")
         (staging / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-        (staging / "README.md").write_text(_card(task, meta))
+        (staging / "README.md").write_text(dataset_card(task, meta))
         if out_dir.exists():
             shutil.rmtree(out_dir)
         staging.rename(out_dir)
