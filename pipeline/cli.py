@@ -97,9 +97,10 @@ def _data_generate(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
+    from pipeline.artifacts.layout import Layout
     from pipeline.demonstrator.dataset import generate_dataset
 
-    store = Path(args.store) if args.store else Path("data/demos") / args.task
+    store = Path(args.store) if args.store else Layout().demos(args.task)
     try:
         summary = generate_dataset(args.task, args.episodes, args.seed, store)
     except (KeyError, RuntimeError) as exc:  # no demonstrator for the task / too many failed attempts
@@ -181,9 +182,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     from dataclasses import replace
     from pathlib import Path
 
+    from pipeline.artifacts.layout import Layout
     from pipeline.config import load_params
     from pipeline.evaluation import run_evaluate
     from pipeline.hub import HubError, download_artifact
+
+    layout = Layout()
 
     def local(spec: str) -> Path:
         return download_artifact(spec) if spec.startswith("hub:") else Path(spec)
@@ -191,12 +195,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     try:
         agent_dir = local(args.agent)
         config = json.loads((agent_dir / "config.json").read_text())
-        codebook_dir = local(args.codebook or f"models/codebooks/{args.task}") if config.get("codebook_hash") else None
+        codebook_dir = local(args.codebook or str(layout.codebook(args.task))) if config.get("codebook_hash") else None
         cfg = load_params().evaluate
         cfg = replace(cfg, episodes=args.episodes or cfg.episodes)
         out = Path(args.out)
         s = run_evaluate(args.task, config["method"], args.seed, cfg, agent_dir=agent_dir, codebook_dir=codebook_dir,
-                         prepared_dir=Path("data/prepared") / args.task, references_path=Path("data/references") / args.task / "references.json",
+                         prepared_dir=layout.prepared(args.task), references_path=layout.references_file(args.task),
                          out_dir=out, metrics_path=out / "metrics.json")
     except (HubError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

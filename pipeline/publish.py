@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.artifacts import cards
+from pipeline.artifacts.layout import Layout
 from pipeline.hub import push_artifact, validate_dir
 from pipeline.io import write_json_atomic
 from pipeline.tasks import get_task
@@ -50,9 +51,9 @@ def code_revision() -> str:
         return "unknown"
 
 
-def report_row(reports_dir: Path, task: str, method: str) -> dict | None:
+def report_row(layout: Layout, task: str, method: str) -> dict | None:
     """The report's aggregate row (IQM, CI, seeds) of a task × method, if the report has it."""
-    path = reports_dir / f"{task}.csv"
+    path = layout.report_table(task)
     if not path.is_file():
         return None
     with path.open() as f:
@@ -65,11 +66,6 @@ def _copy_artifact(src: Path, dest: Path) -> None:
     dest.mkdir(parents=True)
     for name in ("config.json", "model.safetensors"):
         shutil.copy2(src / name, dest / name)
-
-
-def replay_video(reports_dir: Path, task: str, method: str, seed: int) -> Path:
-    """The report stage's video of an agent's evaluation episodes (rendered for the first seed only)."""
-    return reports_dir / "videos" / f"{task}_{method}_seed{seed}.mp4"
 
 
 def stage_dataset(task: str, prepared_dir: Path, staging: Path) -> Staged:
@@ -112,10 +108,10 @@ def stage_agent(task: str, method: str, seed: int, agent_dir: Path, summary: dic
     return Staged(name, dest, "agent")
 
 
-def stage_all(tasks, methods, seeds, *, namespace: str, prepared_root: Path, codebooks_root: Path, agents_root: Path,
-              evaluations_root: Path, reports_dir: Path, staging: Path) -> list[Staged]:
-    """Stage every prepared dataset, codebook and agent of the run under `staging` (emptied first);
-    cards link `<namespace>/maq-<task>-demos`."""
+def stage_all(tasks, methods, seeds, *, namespace: str, layout: Layout) -> list[Staged]:
+    """Stage every prepared dataset, codebook and agent of the run (read from `layout`) under `layout.publish`
+    (emptied first); cards link `<namespace>/maq-<task>-demos`."""
+    staging = layout.publish
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
@@ -123,18 +119,17 @@ def stage_all(tasks, methods, seeds, *, namespace: str, prepared_root: Path, cod
     for task in tasks:
         get_task(task)
         demos_repo = f"{namespace}/{cards.demos_repo_name(task)}"
-        staged.append(stage_dataset(task, prepared_root / task, staging))
-        staged.append(stage_codebook(task, codebooks_root / task, demos_repo, staging))
+        staged.append(stage_dataset(task, layout.prepared(task), staging))
+        staged.append(stage_codebook(task, layout.codebook(task), demos_repo, staging))
         for method in methods:
-            report = report_row(reports_dir, task, method)
+            report = report_row(layout, task, method)
             for seed in seeds:
-                run = Path(task) / method / f"seed{seed}"
-                summary_path = evaluations_root / run / "summary.json"
+                summary_path = layout.evaluation(task, method, seed) / "summary.json"
                 if not summary_path.is_file():
                     raise FileNotFoundError(f"no evaluation at {summary_path}; run `dvc repro` (evaluate) before publishing")
                 summary = json.loads(summary_path.read_text())
-                staged.append(stage_agent(task, method, seed, agents_root / run, summary, report, demos_repo, staging,
-                                          video=replay_video(reports_dir, task, method, seed)))
+                staged.append(stage_agent(task, method, seed, layout.agent(task, method, seed), summary, report, demos_repo, staging,
+                                          video=layout.video(task, method, seed)))
     for item in staged:
         validate_dir(item.directory, item.repo_type)
     return staged
@@ -155,15 +150,11 @@ def push_all(staged: list[Staged], namespace: str, private: bool) -> list[dict]:
 
 def run_publish(params, *, root: Path = Path(".")) -> dict:
     """Stage everything; push when `params.hub.push`. Writes models/publish/published.json."""
-    staging = root / "models/publish"
-    staged = stage_all(
-        params.tasks, params.methods.all, params.seeds, namespace=params.hub.namespace, prepared_root=root / "data/prepared",
-        codebooks_root=root / "models/codebooks", agents_root=root / "models/agents",
-        evaluations_root=root / "evaluations", reports_dir=root / "reports", staging=staging,
-    )
+    layout = Layout(root)
+    staged = stage_all(params.tasks, params.methods.all, params.seeds, namespace=params.hub.namespace, layout=layout)
     hub = params.hub
     record = {"pushed": hub.push, "namespace": hub.namespace, "staged": [s.repo_name for s in staged]}
     if hub.push:
         record["commits"] = push_all(staged, hub.namespace, hub.private)
-    write_json_atomic(staging / "published.json", record)
+    write_json_atomic(layout.publish / "published.json", record)
     return record

@@ -357,7 +357,7 @@ def official_table(runs: list[Run]) -> pl.DataFrame:
     for run in runs:
         task = get_task(run.task)
         ours = {k: v for k, v in run.summary.items() if k not in ("task", "code_counts")}  # env_id names the task
-        ours |= {"env_id": task.env_id, "model_path": f"models/agents/{run.task}/{run.method}/seed{run.seed}",
+        ours |= {"env_id": task.env_id, "model_path": Layout().agent(run.task, run.method, run.seed).as_posix(),
                  "horizon": task.horizon, "default_horizon": task.horizon}
         official = {name: ours.pop(key) for key, name in columns.items() if key in ours}
         rows.append(official | ours)
@@ -600,7 +600,7 @@ def write_videos(paths: Layout, runs: list[Run], cfg: ReportConfig) -> list[tupl
             video.EpisodeVideo(video.episode_frames(task, agent, i, cfg.video_size), f"{run.method} seed {run.seed} env seed {agent.episode_ids[i]}")
             for i in range(min(cfg.video_episodes, agent.n_episodes))
         ]
-        path = paths.reports / "videos" / f"{task}_{run.method}_seed{run.seed}.mp4"
+        path = paths.video(task, run.method, run.seed)
         video.write_mp4(path, np.concatenate([video.labelled(c) for c in clips]), fps)
         written.append((path, f"[{run.method}, seed {run.seed}](videos/{path.name})"))
 
@@ -626,9 +626,9 @@ def make_report(tasks: tuple[str, ...], methods: tuple[str, ...], seeds: tuple[i
         references = load_references(paths, task)
 
         for frame, path in (
-            (task_table, paths.reports / f"{task}.csv"),
+            (task_table, paths.report_table(task)),
             (official_table(task_runs), paths.results / f"agent_performance_{get_task(task).env_id}.csv"),
-            (curves_table(task_runs), paths.reports / "curves" / f"{task}.csv"),
+            (curves_table(task_runs), paths.report_curves(task)),
         ):
             with atomic_path(path) as tmp:
                 frame.write_csv(tmp)

@@ -16,6 +16,7 @@ from huggingface_hub import DatasetCard, ModelCard
 
 from pipeline.agents import load_agent
 from pipeline.artifacts.cards import AGENT_METRICS, dataset_card
+from pipeline.artifacts.layout import Layout
 from pipeline.codebook import Codebook
 from pipeline.codebook.run import fetch_codebook
 from pipeline.config import load_params
@@ -64,9 +65,7 @@ def dag_params(push: bool):
 
 
 def test_staged_cards_carry_metrics_in_valid_yaml(evaluated):
-    staged = stage_all(["door"], METHODS, [1], namespace="maq-test", prepared_root=evaluated / "data/prepared",
-                       codebooks_root=evaluated / "models/codebooks", agents_root=evaluated / "models/agents",
-                       evaluations_root=evaluated / "evaluations", reports_dir=evaluated / "reports", staging=evaluated / "models/publish")
+    staged = stage_all(["door"], METHODS, [1], namespace="maq-test", layout=Layout(evaluated))
     assert [s.repo_name for s in staged] == ["maq-door-demos", "maq-door-codebook", "maq-door-sac-seed1", "maq-door-maq_dsac-seed1"]
     codebook_hash = Codebook.from_pretrained(evaluated / "models/codebooks/door").hash
     dataset, staged = staged[0], staged[1:]

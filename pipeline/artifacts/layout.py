@@ -88,6 +88,18 @@ class Layout:
         """`report`: README.md, <task>.csv, curves/<task>.csv, plots/*.png, videos/*.mp4."""
         return self._at("reports")
 
+    def report_table(self, task: str) -> Path:
+        """`report`: one row per method of `task` (IQM and CI of every score)."""
+        return self.reports / f"{task}.csv"
+
+    def report_curves(self, task: str) -> Path:
+        """`report`: every learning curve of `task` in one table (a DVC plot)."""
+        return self.reports / "curves" / f"{task}.csv"
+
+    def video(self, task: str, method: str, seed: int) -> Path:
+        """`report`: an agent's evaluation episodes (rendered for the first seed; publish ships it as replay.mp4)."""
+        return self.reports / "videos" / f"{task}_{method}_seed{seed}.mp4"
+
     @property
     def results(self) -> Path:
         """`report`: the official per-agent tables, agent_performance_<env id>.csv."""
