@@ -11,6 +11,7 @@ to a local remote and `dvc pull` into a fresh clone restore the outputs.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import shutil
@@ -86,6 +87,32 @@ def check_compare_command(project: Path) -> None:
     print(f"README's dvc exp show: {len(header)} columns, {len(summary)} summary metrics, sorted, experiments differ")
 
 
+def check_plots(project: Path, tasks: list[str]) -> None:
+    """`dvc plots show`: the report's PNGs as images, each task's learning curves as one plot drawn by the
+    `learning_curves` template (a line per method × seed), and each codebook's curve; nothing else."""
+    shown = json.loads(run([sys.executable, "-m", "dvc", "plots", "show", "--json"], project))["data"]
+    layout = Layout()
+    images = {name for name, plots in shown.items() if plots[0]["type"] == "image"}
+    curves = {layout.report_curves(t).as_posix() for t in tasks}
+    expected = curves | {layout.codebook_curve(t).as_posix() for t in tasks}
+    if not images or any(not name.startswith(layout.reports.as_posix() + "/plots/") for name in images) or set(shown) - images != expected:
+        raise SystemExit(f"smoke run failed: `dvc plots show` should give the report's PNGs, {sorted(expected)}; got {sorted(shown)}")
+    for name in curves:
+        encoding = shown[name][0]["content"]["encoding"]
+        if encoding.get("color", {}).get("field") != "method":
+            raise SystemExit(f"smoke run failed: {name} is not drawn by the learning_curves template: {encoding}")
+    print(f"dvc plots show: {len(images)} images, {len(curves)} learning-curve plots, {len(tasks)} codebook curves")
+
+
+def check_plots_diff(project: Path, experiments: list[str], out: Path) -> None:
+    """`dvc plots diff` of two experiments writes both experiments' report images into its (offline) HTML."""
+    run([sys.executable, "-m", "dvc", "plots", "diff", *experiments, "-o", str(out)], project)
+    for experiment in experiments:
+        if not list((out / "static").glob(f"{experiment}_*.png")):
+            raise SystemExit(f"smoke run failed: `dvc plots diff {' '.join(experiments)}` has no image of {experiment}")
+    print(f"dvc plots diff {' '.join(experiments)}: the report's images of both, offline")
+
+
 def smoke(workdir: Path) -> None:
     project, storage, other = workdir / "project", workdir / "dvc-storage", workdir / "second-clone"
     run(["git", "clone", "-q", str(REPO_ROOT), str(project)], workdir)
@@ -105,6 +132,7 @@ def smoke(workdir: Path) -> None:
     if "Running stage" in out:
         raise SystemExit(f"smoke run failed: a second `dvc repro` re-ran stages:\n{out}")
     print(f"second dvc repro: no-op in {time.perf_counter() - start:.1f} s")
+    check_plots(project, params["tasks"])
     run([sys.executable, "-m", "dvc", "push"], project)
     outputs = {project: {"models", "evaluations", "reports", "evaluation_results", "data"}, project / ".dvc": {"cache", "tmp"}}
     shutil.copytree(project, other, ignore=lambda d, names: [n for n in names if n in outputs.get(Path(d), ())])
@@ -123,6 +151,7 @@ def smoke(workdir: Path) -> None:
         raise SystemExit(f"smoke run failed: the H=3 and H=5 experiments should give two rows with different metrics:\n{table}")
     print(f"sweep of 2 experiments (H=3, H=5) queued, run and collected in {time.perf_counter() - start:.0f} s")
     check_compare_command(project)
+    check_plots_diff(project, ["smoke-door-maq_iql-H3-K8-s1", "smoke-door-maq_iql-H5-K8-s1"], workdir / "plots-diff")
     print(f"smoke run passed: {len(methods)} methods in the report, no-op second repro, dvc push/pull round trip, sweep, "
           "README's experiment comparison")
 
