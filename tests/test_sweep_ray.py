@@ -3,6 +3,7 @@ local DVC remote, on tiny params: a worker killed mid-point is retried, the tabl
 nothing is re-trained when the points are already on the remotes."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -70,6 +71,7 @@ def cluster():
         for proc in alive:
             proc.kill()
         psutil.wait_procs(alive, timeout=10)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def wait_for_nodes(address: str, n: int, base: Path, timeout: float = 120) -> None:
@@ -104,7 +106,7 @@ def experiment_processes(marker: str) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         cmd = proc.info["cmdline"] or []
-        if len(cmd) > 6 and cmd[1] == "-c" and marker in cmd[3] and cmd[6:8] == ["exp", "run"]:
+        if len(cmd) > 6 and cmd[1] == "-c" and marker in cmd[3] and cmd[7:9] == ["exp", "run"]:
             found.append(proc)
     return found
 
