@@ -30,7 +30,7 @@ from pipeline.sweep import Point, collect, dvc, load_sweep
 # Runs one command in its own process group (argv: cleanup dir, command...) and watches its parent, the Ray
 # worker: when the worker dies or the supervisor gets SIGTERM, it kills the whole group and removes the clone.
 SUPERVISOR = r"""
-import os, shutil, signal, subprocess, sys
+import os, signal, subprocess, sys
 cleanup, cmd = sys.argv[1], sys.argv[2:]
 parent = os.getppid()
 child = subprocess.Popen(cmd, start_new_session=True)
@@ -44,7 +44,9 @@ def kill_group():
 def stop(*_):
     kill_group()
     child.wait()
-    shutil.rmtree(cleanup, ignore_errors=True)
+    # removing a clone takes a while, and the raylet kills a dead worker's children (this one): detach the rm
+    subprocess.Popen(["rm", "-rf", cleanup], start_new_session=True, stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os._exit(137)
 
 signal.signal(signal.SIGTERM, stop)
