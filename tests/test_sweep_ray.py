@@ -46,6 +46,7 @@ def cluster():
     stopping exactly the processes these two commands started (never `ray stop`, which stops every Ray here)."""
     port, base = free_port(), Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # short: Ray's socket paths
     address = f"127.0.0.1:{port}"
+    ENV["RAY_TMPDIR"] = str(base)  # drivers too: a stale /tmp/ray/session_latest would give them another node IP
     common = ["--block", "--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
     ray_bin = str(Path(sys.executable).parent / "ray")
     nodes = []
@@ -177,3 +178,33 @@ def test_points_on_the_remotes_are_not_retrained(ray_run, cluster):
     assert "2 points run (0 stages run" in out, out
     assert [line.split(",")[4:] for line in (head / "sweeps/again.csv").read_text().splitlines()] == \
         [line.split(",")[4:] for line in table.splitlines()]
+
+
+def test_ctrl_c_cancels_the_points_and_pushes_nothing(cluster, remotes):
+    _, head, origin = remotes
+    maq(head, "sweep", "queue", "--engine", "ray", "--tasks", "door", "--methods", "maq_iql", "--H", "4", "--K", "8",
+        "--seeds", "1", "--name", "c")  # a new codebook: it trains
+    run = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "sweep", "run", "--engine", "ray", "--name", "c",
+                            "--address", cluster], cwd=head, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    while run.poll() is None and time.monotonic() < deadline:
+        running = [s for s in experiment_processes("maq-sweep-c-door") if _stage_running(s)]
+        if running:
+            run.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.5)
+    out, _ = run.communicate(timeout=120)
+    assert run.returncode == 130 and "interrupted: cancelled 1 unfinished points of sweep c" in out, out
+    deadline = time.monotonic() + 30
+    while (experiment_processes("maq-sweep-c-") or list(Path(tempfile.gettempdir()).glob("maq-sweep-c-*"))) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert not experiment_processes("maq-sweep-c-"), "a cancelled point still runs"
+    assert not list(Path(tempfile.gettempdir()).glob("maq-sweep-c-*")), "a cancelled point's clone was left behind"
+    assert "/c-door" not in sh(head, "git", "ls-remote", str(origin), "refs/exps/*")
+
+
+def _stage_running(supervisor: psutil.Process) -> bool:
+    try:
+        return any("stages." in " ".join(c.cmdline()) for c in supervisor.children(recursive=True))
+    except psutil.NoSuchProcess:
+        return False
