@@ -5,7 +5,8 @@
 
 Each point is one Ray task (`run_point`) with the resources and retries asked for. An attempt runs on a
 worker in a fresh clone of the Git remote at the sweep's base commit, with the DVC remote pointed at the
-shared one: `dvc exp run --pull` (stages whose results are in the shared run-cache are restored, not run),
+shared one: `dvc exp run --pull` (stages whose results are in the shared run-cache are restored, not run;
+DVC pushes no `cache: false` outputs with the run-cache, so stages that write metrics or plots run again),
 then `dvc push --run-cache` (outs and run-cache to the DVC remote) and, last, `dvc exp push --no-cache`
 (the experiment ref to the Git remote; one atomic ref update). So an experiment ref on the Git remote always
 has its data on the DVC remote, and a point whose ref is already there is skipped. Every command of an
@@ -206,9 +207,11 @@ def run_sweep(name: str, address: str | None = None, num_cpus: float = 1, num_gp
                         bar.update(1)
                         bar.set_postfix(failed=len(failed))
             except KeyboardInterrupt:
-                for ref in pending:
-                    ray.cancel(ref, force=True)  # kills running attempts; their supervisors kill the rest
-                ray.wait(list(pending), num_returns=len(pending), timeout=30)
+                for ref in pending:  # a KeyboardInterrupt in each running attempt: it stops its commands, removes its clone
+                    ray.cancel(ref)
+                _, stuck = ray.wait(list(pending), num_returns=len(pending), timeout=20)
+                for ref in stuck:
+                    ray.cancel(ref, force=True)  # kills the worker; the raylet and the supervisor kill its commands
                 raise SweepInterrupted(
                     f"interrupted: cancelled {len(pending)} unfinished points of sweep {name} (nothing of theirs was pushed); "
                     f"finished points are on {git_url}; `maq sweep run --engine ray --name {name}` resumes") from None
