@@ -97,7 +97,11 @@ def run_point(spec: PointSpec) -> dict:
             proc = subprocess.Popen([sys.executable, "-c", SUPERVISOR, str(workdir), *cmd], cwd=cwd, env=env,
                                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
             try:
-                return proc.wait()
+                while True:  # short waits: ray.cancel's KeyboardInterrupt lands between them, not in a blocking wait
+                    try:
+                        return proc.wait(timeout=0.5)
+                    except subprocess.TimeoutExpired:
+                        pass
             except BaseException:  # ray.cancel without force raises KeyboardInterrupt here
                 proc.terminate()
                 proc.wait()
