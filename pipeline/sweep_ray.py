@@ -31,7 +31,7 @@ from pipeline.sweep import Point, collect, dvc, load_sweep
 # Runs one command in its own process group (argv: cleanup dir, command...) and watches its parent, the Ray
 # worker: when the worker dies or the supervisor gets SIGTERM, it kills the whole group and removes the clone.
 SUPERVISOR = r"""
-import os, signal, subprocess, sys
+import os, signal, subprocess, sys, time
 cleanup, cmd = sys.argv[1], sys.argv[2:]
 parent = os.getppid()
 child = subprocess.Popen(cmd, start_new_session=True)
@@ -40,11 +40,17 @@ def kill_group():
     try:
         os.killpg(child.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
-        pass
+        return
+    child.wait()  # reap the leader, then wait for the rest of its group
+    for _ in range(100):  # until the group is gone (at most 5 s): nothing may write into the clone after this
+        try:
+            os.killpg(child.pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.05)
 
 def stop(*_):
     kill_group()
-    child.wait()
     # removing a clone takes a while, and the raylet kills a dead worker's children (this one): detach the rm
     subprocess.Popen(["rm", "-rf", cleanup], start_new_session=True, stdin=subprocess.DEVNULL,
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
