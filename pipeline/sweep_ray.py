@@ -28,46 +28,50 @@ from pathlib import Path
 
 from pipeline.sweep import Point, collect, dvc, load_sweep
 
-# Runs one command in its own process group (argv: cleanup dir, command...) and watches its parent, the Ray
-# worker: when the worker dies or the supervisor gets SIGTERM, it kills the whole group and removes the clone.
+# Runs one command in its own process group (argv: clone dir, command...). Beside it, a janitor in its own session
+# holds a pipe from the supervisor: when the pipe closes without "done" (the supervisor was killed with its Ray
+# worker, got SIGTERM from a cancelled attempt, or saw the worker die), it kills the command's group, waits for
+# it to be gone and removes the clone. The janitor is not the worker's child, so the raylet's kill of a dead
+# worker's children does not reach it.
+JANITOR = r"""
+import os, shutil, signal, sys, time
+pgid, cleanup = int(sys.argv[1]), sys.argv[2]
+if sys.stdin.read() == "done":
+    sys.exit(0)
+try:
+    os.killpg(pgid, signal.SIGKILL)
+    for _ in range(200):
+        os.killpg(pgid, 0)
+        time.sleep(0.05)
+except (ProcessLookupError, PermissionError):
+    pass
+shutil.rmtree(cleanup, ignore_errors=True)
+"""
 SUPERVISOR = r"""
-import os, signal, subprocess, sys, time
+import os, signal, subprocess, sys
 cleanup, cmd = sys.argv[1], sys.argv[2:]
 parent = os.getppid()
 child = subprocess.Popen(cmd, start_new_session=True)
-
-def kill_group():
-    try:
-        os.killpg(child.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        return
-    child.wait()  # reap the leader, then wait for the rest of its group
-    for _ in range(100):  # until the group is gone (at most 5 s): nothing may write into the clone after this
-        try:
-            os.killpg(child.pid, 0)
-        except (ProcessLookupError, PermissionError):
-            return
-        time.sleep(0.05)
-
-def stop(*_):
-    kill_group()
-    # removing a clone takes a while, and the raylet kills a dead worker's children (this one): detach the rm
-    subprocess.Popen(["rm", "-rf", cleanup], start_new_session=True, stdin=subprocess.DEVNULL,
-                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os._exit(137)
-
-signal.signal(signal.SIGTERM, stop)
+janitor = subprocess.Popen([sys.executable, "-c", JANITOR, str(child.pid), cleanup], stdin=subprocess.PIPE,
+                           start_new_session=True, text=True)
+signal.signal(signal.SIGTERM, lambda *_: os._exit(137))  # the janitor sees the pipe close and cleans up
 signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the head; the worker decides
 while True:
     try:
         rc = child.wait(timeout=0.5)
     except subprocess.TimeoutExpired:
-        if os.getppid() != parent:
-            stop()
+        if os.getppid() != parent:  # the worker died
+            os._exit(137)
         continue
-    kill_group()  # anything the command left behind in its group
+    try:
+        os.killpg(child.pid, signal.SIGKILL)  # anything the command left behind in its group
+    except (ProcessLookupError, PermissionError):
+        pass
+    janitor.stdin.write("done")
+    janitor.stdin.close()
+    janitor.wait()
     sys.exit(rc)
-"""
+""".replace("JANITOR, ", repr(JANITOR) + ", ", 1)
 LOG_TAIL_LINES = 40
 
 
