@@ -175,19 +175,6 @@ def test_points_on_the_remotes_are_not_retrained(ray_run, cluster):
     assert not list(Path(tempfile.gettempdir()).glob("maq-sweep-s-*")), "a point's clone was left behind"
 
 
-def test_a_point_that_fails_is_listed_with_its_log_and_the_rest_is_collected(ray_run, cluster):
-    head = ray_run["head"]  # after the re-run test: this rewrites sweeps/s.points.json
-    maq(head, "sweep", "queue", "--engine", "ray", "--tasks", "door", "--methods", "maq_iql", "--H", "3", "--K", "8", "1",
-        "--seeds", "1", "--name", "s")  # K=8 is on the remote already; K=1 is outside codebook.K's range
-    run = subprocess.run([sys.executable, "-m", "pipeline.cli", "sweep", "run", "--engine", "ray", "--name", "s",
-                          "--address", cluster], cwd=head, env=ENV, capture_output=True, text=True)
-    out = run.stdout + run.stderr
-    assert run.returncode == 1, out
-    assert "point s-door-maq_iql-H3-K1-s1 failed:" in out and "codebook.K" in out, out  # the log's tail
-    assert "1 points failed for good: s-door-maq_iql-H3-K1-s1" in out, out
-    assert len((head / "sweeps/s.csv").read_text().splitlines()) == 2, out  # header + the H=3, K=8 point
-
-
 def test_ctrl_c_cancels_the_points_and_pushes_nothing(cluster, remotes):
     _, head, origin = remotes
     maq(head, "sweep", "queue", "--engine", "ray", "--tasks", "door", "--methods", "maq_iql", "--H", "4", "--K", "8",
