@@ -120,9 +120,19 @@ def _add_sweep_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--seeds", nargs="+", type=int, required=True)
     q.add_argument("--name", default="sweep", help="experiment name prefix (default sweep)")
     q.add_argument("--dry-run", action="store_true", help="print the dvc commands, queue nothing")
+    q.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: queue in DVC (dvc exp run --queue); ray: only record the points and commit (sweeps/<name>.points.json)")
     q.set_defaults(handler=_sweep_queue)
-    r = sweep.add_parser("run", help="run the queue with N workers (dvc queue start -j N) and wait for it")
-    r.add_argument("--jobs", type=int, default=1)
+    r = sweep.add_parser("run", help="run the queue with N workers (dvc queue start -j N), or a recorded sweep's points as Ray tasks")
+    r.add_argument("--engine", choices=("local", "ray"), default="local", help="local (default): dvc queue start; ray: one Ray task per point")
+    r.add_argument("--jobs", type=int, default=1, help="local engine: parallel DVC queue workers")
+    r.add_argument("--name", default="sweep", help="ray engine: the recorded sweep to run (default sweep)")
+    r.add_argument("--address", help="ray engine: the cluster's address, HOST:PORT (default: RAY_ADDRESS, a cluster started on this machine, or a local one)")
+    r.add_argument("--num-cpus", type=float, default=1, help="ray engine: CPUs per point (default 1)")
+    r.add_argument("--num-gpus", type=float, default=0, help="ray engine: GPUs per point (default 0)")
+    r.add_argument("--max-retries", type=int, default=3, help="ray engine: retries of a point whose worker died (default 3)")
+    r.add_argument("--git-remote", default="origin", help="ray engine: Git remote (name or URL) workers clone from and push experiments to (default origin)")
+    r.add_argument("--dvc-remote", help="ray engine: the shared DVC remote's name (default: the project's default remote)")
     r.set_defaults(handler=_sweep_run)
     c = sweep.add_parser("collect", help="aggregate finished experiments into sweeps/<name>.csv and .md")
     c.add_argument("--name", default="sweep")
@@ -139,16 +149,33 @@ def _sweep_call(fn) -> int:
 
 
 def _sweep_run(args: argparse.Namespace) -> int:
-    from pipeline.sweep import run_queue
+    if args.engine == "local":
+        from pipeline.sweep import run_queue
 
-    return _sweep_call(lambda: run_queue(args.jobs))
+        return _sweep_call(lambda: run_queue(args.jobs))
+    from pipeline.sweep_ray import SweepInterrupted, run_sweep
+
+    try:
+        failed = run_sweep(args.name, args.address, args.num_cpus, args.num_gpus, args.max_retries, args.git_remote, args.dvc_remote)
+    except SweepInterrupted as exc:
+        print(f"\n{exc}", file=sys.stderr)
+        return 130
+    except (RuntimeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 1 if failed else 0
 
 
 def _sweep_queue(args: argparse.Namespace) -> int:
-    from pipeline.sweep import grid, queue
+    from pipeline.sweep import git_head, grid, queue, record_sweep
 
     def go():
         points = grid(args.tasks, args.methods, args.H, args.K, args.seeds)
+        if args.engine == "ray":
+            path = record_sweep(points, args.name, git_head(clean=True))
+            print(f"recorded {len(points)} points in {path}; push this commit to the Git remote and run them with "
+                  f"`maq sweep run --engine ray --name {args.name}`")
+            return
         for command in queue(points, args.name, dry_run=args.dry_run):
             print(" ".join(command))
         print(f"{'would queue' if args.dry_run else 'queued'} {len(points)} experiments; run them with `maq sweep run --jobs N`")

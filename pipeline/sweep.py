@@ -3,6 +3,7 @@
     maq sweep queue --tasks door relocate --methods maq_iql --H 1 2 3 4 5 6 7 8 9 --K 16 --seeds 1 10 100
     maq sweep run --jobs 2          # = dvc queue start -j 2, then waits for the queue to drain
     maq sweep collect               # -> sweeps/<name>.csv and sweeps/<name>.md
+    maq sweep run --engine ray --name <name> [--address HOST:PORT]   # across machines (pipeline.sweep_ray)
 
 Each grid point (task × method × H × K × seed) is one experiment (baselines, which do not use
 the codebook, get one point per task × seed), `dvc exp run --queue` with
@@ -92,6 +93,41 @@ def queue(points: list[Point], prefix: str, dry_run: bool = False) -> list[list[
     return commands
 
 
+def points_path(prefix: str, directory: Path = SWEEP_DIR) -> Path:
+    return directory / f"{prefix}.points.json"
+
+
+def git_head(clean: bool) -> str:
+    """HEAD's commit; with `clean`, refuses a working tree whose tracked files differ from it."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        raise RuntimeError(f"not in a Git repository with a commit: {head.stderr.strip()}")
+    if clean:
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout
+        if dirty.strip():
+            raise RuntimeError(f"uncommitted changes ({', '.join(line[3:] for line in dirty.splitlines())}): workers clone "
+                               "the sweep's commit from the Git remote; commit and push them first")
+    return head.stdout.strip()
+
+
+def record_sweep(points: list[Point], prefix: str, base: str, directory: Path = SWEEP_DIR) -> Path:
+    """Write sweeps/<prefix>.points.json: the points and the base commit, for `maq sweep run --engine ray`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = points_path(prefix, directory)
+    write_text_atomic(path, json.dumps({"name": prefix, "base": base, "points": [vars(p) for p in points]}, indent=1) + "\n")
+    return path
+
+
+def load_sweep(prefix: str, directory: Path = SWEEP_DIR) -> dict:
+    """{name, base, points: [Point]} of a recorded sweep."""
+    path = points_path(prefix, directory)
+    if not path.is_file():
+        raise RuntimeError(f"no recorded sweep {prefix!r} ({path} is missing); record it with "
+                           f"`maq sweep queue --engine ray --name {prefix} --tasks … --methods … --H … --K … --seeds …`")
+    raw = json.loads(path.read_text())
+    return {"name": raw["name"], "base": raw["base"], "points": [Point(**p) for p in raw["points"]]}
+
+
 def run_queue(jobs: int) -> None:
     """Start `jobs` workers and wait until the queue is drained (`dvc queue start`, then `dvc queue status`)."""
     import time
@@ -163,8 +199,9 @@ def write_report(table: list[dict], prefix: str, directory: Path = SWEEP_DIR) ->
     return csv_path, md_path
 
 
-def collect(prefix: str) -> tuple[Path, Path]:
-    rows = experiment_rows(json.loads(dvc("exp", "show", "--json")), prefix)
+def collect(prefix: str, rev: str | None = None) -> tuple[Path, Path]:
+    """The table of experiments `<prefix>-…` of HEAD (or of commit `rev`)."""
+    rows = experiment_rows(json.loads(dvc("exp", "show", "--json", *(["--rev", rev] if rev else []))), prefix)
     if not rows:
         raise RuntimeError(f"no finished experiments named {prefix}-…; queue them (`maq sweep queue`) and run them (`maq sweep run`)")
     return write_report(aggregate(rows), prefix)

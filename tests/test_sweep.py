@@ -1,4 +1,4 @@
-"""The sweep's aggregation of grid points (the Ray/DVC dispatch itself runs in `make smoke`)."""
+"""The sweep's aggregation of grid points (the DVC queue runs in `make smoke`, the Ray engine in tests/test_sweep_ray.py)."""
 
 import pytest
 
