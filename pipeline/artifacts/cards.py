@@ -73,17 +73,20 @@ def rl_result(env_id: str, metric_type: str, value, metric_name: str | None = No
                       metric_type=metric_type, metric_value=value, metric_name=metric_name or metric_type, **extra)
 
 
+def _card_class(repo_type: str):
+    from huggingface_hub import DatasetCard, ModelCard
+
+    return DatasetCard if repo_type == "dataset" else ModelCard
+
+
+def card_text(data, body: str, repo_type: str = "model") -> str:
+    """README.md text of a card: `data` (ModelCardData or DatasetCardData) as YAML front matter, then the markdown
+    body, parsed back by huggingface_hub's card class of `repo_type` (a card it cannot read is never written)."""
+    return str(_card_class(repo_type)(f"---\n{data.to_yaml()}\n---\n\n{body.strip()}\n", ignore_metadata_errors=False))
+
+
 def model_card(data, body: str) -> str:
-    """README.md text of a model card: `data` (ModelCardData) as YAML front matter, then the markdown body."""
-    from huggingface_hub import ModelCard
-
-    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body.strip()}\n", ignore_metadata_errors=False))
-
-
-def _dataset_card_text(data, body: str) -> str:
-    from huggingface_hub import DatasetCard
-
-    return str(DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body.strip()}\n", ignore_metadata_errors=False))
+    return card_text(data, body)
 
 
 def _model_data(*, model_name: str, tags: Iterable[str], datasets: list[str], eval_results: list, **extra):
@@ -139,7 +142,7 @@ def dataset_card(task: str, meta: dict) -> str:
         "- `train.safetensors`, `test.safetensors`: episodes as flat arrays with offsets (`pipeline.data.episodes.Episodes.load`)",
         "- `meta.json`: source, split and normalization statistics",
     ])
-    return _dataset_card_text(data, body)
+    return card_text(data, body, "dataset")
 
 
 CODEBOOK_FIXES = [
@@ -297,15 +300,13 @@ def provenance(reproduce: str) -> str:
 
 
 def _load(path: Path, repo_type: str = "model"):
-    from huggingface_hub import DatasetCard, ModelCard
-
-    return (DatasetCard if repo_type == "dataset" else ModelCard).load(Path(path), ignore_metadata_errors=False)
+    return _card_class(repo_type).load(Path(path), ignore_metadata_errors=False)
 
 
 def publish_dataset_card(prepared_card: Path, reproduce: str) -> str:
     """The demos repo's card: the prepared dataset's card with its provenance."""
     card = _load(prepared_card, "dataset")
-    return _dataset_card_text(card.data, card.text + provenance(reproduce))
+    return card_text(card.data, card.text + provenance(reproduce), "dataset")
 
 
 def publish_codebook_card(codebook_card_path: Path, *, demos_repo: str, reproduce: str) -> str:
@@ -356,4 +357,4 @@ def stamp_code_revision(card_path: Path, revision: str, repo_type: str = "model"
     card = _load(card_path, repo_type)
     card.data["code_revision"] = revision
     text = f"{card.text.rstrip()}\n- code revision: `{revision}`"
-    write_text_atomic(card_path, _dataset_card_text(card.data, text) if repo_type == "dataset" else model_card(card.data, text))
+    write_text_atomic(card_path, card_text(card.data, text, repo_type))
