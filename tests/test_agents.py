@@ -200,6 +200,13 @@ def test_agent_config_records_the_weights_hash(tmp_path):
     assert config["weights_sha256"] == sha256_file(tmp_path / "a" / "model.safetensors") and config["format_version"] == 3
 
 
+def test_saving_an_agent_twice_writes_the_same_bytes(tmp_path):
+    # DVC hashes the files: the same agent must be the same bytes (safetensors orders metadata keys by hash map)
+    agent = build("sac")
+    files = {(save_agent(agent, tmp_path / str(i)) / "model.safetensors").read_bytes() for i in range(10)}
+    assert len(files) == 1
+
+
 @pytest.mark.parametrize("name", ["rlpd", "maq_rlpd"])
 def test_rlpd_ensemble_is_one_batched_module(name):
     method = AGENTS[name]

@@ -70,7 +70,9 @@ def save_agent(agent: Agent, directory: str | Path, codebook_hash: str | None = 
     }))
     weights = {k: v.detach().cpu().contiguous() for k, v in agent.state_dict().items()}
     with atomic_path(directory / WEIGHTS_FILE) as tmp:
-        save_file(weights, str(tmp), metadata={"format_version": str(FORMAT_VERSION), "config_sha256": config_sha256(record)})
+        # one metadata key only: safetensors writes its metadata in hash-map order, so two keys give
+        # other bytes from one save to the next (the format version is in config.json)
+        save_file(weights, str(tmp), metadata={"config_sha256": config_sha256(record)})
     write_json_atomic(directory / CONFIG_FILE, {**record, "weights_sha256": sha256_file(directory / WEIGHTS_FILE)})
     return directory
 
