@@ -175,6 +175,22 @@ def test_points_on_the_remotes_are_not_retrained(ray_run, cluster):
     assert not list(Path(tempfile.gettempdir()).glob("maq-sweep-s-*")), "a point's clone was left behind"
 
 
+def test_a_point_that_fails_is_listed_with_its_log_and_the_rest_is_collected(ray_run, cluster, remotes):
+    _, head, origin = remotes  # after ray_run: H=3, K=8 is on the remotes, so its point here restores, not trains
+    maq(head, "sweep", "queue", "--engine", "ray", "--tasks", "door", "--methods", "maq_iql", "--H", "3", "--K", "8", "1",
+        "--seeds", "1", "--name", "f")  # K=1 is outside codebook.K's range: its codebook stage fails on the worker
+    run = subprocess.run([sys.executable, "-m", "pipeline.cli", "sweep", "run", "--engine", "ray", "--name", "f",
+                          "--address", cluster], cwd=head, env=ENV, capture_output=True, text=True)
+    out = run.stdout + run.stderr
+    assert run.returncode == 1, out
+    assert "point f-door-maq_iql-H3-K1-s1 failed:" in out and "codebook.K" in out, out  # with its log's tail
+    assert "1 points failed for good: f-door-maq_iql-H3-K1-s1" in out, out
+    table = (head / "sweeps/f.csv").read_text().splitlines()
+    assert len(table) == 2 and table[1].startswith("door,maq_iql,3,8,"), table  # header + the K=8 point
+    refs = sh(head, "git", "ls-remote", str(origin), "refs/exps/*")
+    assert "f-door-maq_iql-H3-K8-s1" in refs and "K1" not in refs, refs
+
+
 def test_ctrl_c_cancels_the_points_and_pushes_nothing(cluster, remotes):
     _, head, origin = remotes
     maq(head, "sweep", "queue", "--engine", "ray", "--tasks", "door", "--methods", "maq_iql", "--H", "4", "--K", "8",
