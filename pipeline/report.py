@@ -4,10 +4,12 @@ Inputs, per task t, method m and seed s (written by the finetune and evaluate st
 - `evaluations/<t>/<m>/seed<s>/episodes.parquet`  one row per evaluation episode;
 - `evaluations/<t>/<m>/seed<s>/summary.json`      the summary columns, similarity, discriminator and smoothness scores, code counts;
 - `evaluations/<t>/<m>/seed<s>/trajectories.safetensors`  the episodes (videos only);
-- `plots/finetune/<t>/<m>/seed<s>.csv`            the learning curve;
+- `plots/finetune/<t>/<m>/seed<s>/`               the learning curve (a DVCLive log, pipeline.live);
+- `plots/codebook/<t>/`                           the codebook's training curve (likewise);
 - `data/references/<t>/references.json`           the anchors of the similarity scores;
 - `data/prepared/<t>/`                            the human test split (videos only).
-Outputs: `reports/<t>.csv`, `reports/curves/<t>.csv` (every learning curve, a DVC plot), `reports/README.md`, `reports/plots/*.png`, `reports/videos/*.mp4`, the
+Outputs: `reports/<t>.csv`, `reports/curves/<t>.csv` (every learning curve, a DVC plot), `reports/codebook_curves.csv`
+(every codebook's training curve, a DVC plot), `reports/README.md`, `reports/plots/*.png`, `reports/videos/*.mp4`, the
 official per-agent table `evaluation_results/agent_performance_<env id>.csv`, and `metrics/summary.json`.
 
 Aggregation follows rliable (Agarwal et al., 2021): a run (task × method × seed) has one value of each
@@ -37,6 +39,7 @@ from pipeline.artifacts.layout import Layout
 from pipeline.config import ReportConfig
 from pipeline.evaluation import DISTANCES
 from pipeline.io import atomic_path, write_json_atomic, write_text_atomic
+from pipeline.live import read_curve
 from pipeline.tasks import get_task
 
 EPISODE_COLUMNS = ("env_seed", "terminated", "raw_reward", "normalized_score", "length", "success", "success_ever", "success_held", *DISTANCES)
@@ -75,7 +78,7 @@ def load_run(paths: Layout, task: str, method: str, seed: int) -> Run:
         if not (run_dir / name).is_file():
             raise FileNotFoundError(f"{run_dir / name} is missing; re-run `dvc repro evaluate`")
     curve_path = paths.curve(task, method, seed)
-    if not curve_path.is_file():
+    if not curve_path.is_dir():
         raise FileNotFoundError(f"no learning curve at {curve_path}; run `dvc repro finetune` first")
 
     episodes = pl.read_parquet(run_dir / f"{prefix}episodes.parquet")
@@ -86,7 +89,7 @@ def load_run(paths: Layout, task: str, method: str, seed: int) -> Run:
     identity = (summary.get("task"), summary.get("method"), summary.get("seed"))
     if identity != (task, method, seed):
         raise ValueError(f"{run_dir / 'summary.json'} describes task/method/seed {identity}, not {(task, method, seed)}")
-    curve = pl.read_csv(curve_path)
+    curve = pl.DataFrame(read_curve(curve_path, "env_steps"))
     _require_columns(curve, CURVE_COLUMNS, curve_path)
     return Run(task, method, seed, episodes, summary, curve.sort("env_steps"), run_dir / f"{prefix}trajectories.safetensors")
 
@@ -456,6 +459,20 @@ def curves_table(runs: list[Run]) -> pl.DataFrame:
                       for run in runs])
 
 
+def codebook_curves_table(paths: Layout, tasks: tuple[str, ...]) -> pl.DataFrame:
+    """Every task's codebook training curve in one long table (`task`, `epoch`, then its measures):
+    `reports/codebook_curves.csv`, the DVC plot drawn with the `codebook_curves` template (a line per task).
+    A codebook pulled from the Hub (`codebook.source: hub:…`) was not trained here: its task has no rows."""
+    frames = []
+    for task in tasks:
+        curve_dir = paths.codebook_curve(task)
+        if not curve_dir.is_dir():
+            raise FileNotFoundError(f"no codebook training curve at {curve_dir}; run `dvc repro codebook@{task}` first")
+        if any(curve_dir.rglob("*.tsv")):
+            frames.append(pl.DataFrame(read_curve(curve_dir, "epoch")).select(pl.lit(task).alias("task"), pl.all()))
+    return pl.concat(frames, how="diagonal") if frames else pl.DataFrame({"task": [], "epoch": []})
+
+
 def save_png(fig: Figure, path: Path) -> None:
     """Render a figure with Agg and write it as PNG, atomically."""
     FigureCanvasAgg(fig)
@@ -651,6 +668,9 @@ def make_report(tasks: tuple[str, ...], methods: tuple[str, ...], seeds: tuple[i
         written += [path for path, _ in videos]
         sections.append(task_section(task, task_table, improvement_table, task_runs, references, figures, [line for _, line in videos]))
 
+    with atomic_path(paths.report_codebook_curves) as tmp:
+        codebook_curves_table(paths, tasks).write_csv(tmp)
+    written.append(paths.report_codebook_curves)
     readme, metrics = paths.reports / "README.md", paths.summary
     write_text_atomic(readme, markdown_report(sections, cfg))
     write_json_atomic(metrics, summary_metrics(across, per_task, improvement_table))

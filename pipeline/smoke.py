@@ -89,19 +89,22 @@ def check_compare_command(project: Path) -> None:
 
 def check_plots(project: Path, tasks: list[str]) -> None:
     """`dvc plots show`: the report's PNGs as images, each task's learning curves as one plot drawn by the
-    `learning_curves` template (a line per method × seed), and each codebook's curve; nothing else."""
+    `learning_curves` template (a line per method × seed), and the codebooks' curves as one plot; nothing else."""
     shown = json.loads(run([sys.executable, "-m", "dvc", "plots", "show", "--json"], project))["data"]
     layout = Layout()
     images = {name for name, plots in shown.items() if plots[0]["type"] == "image"}
     curves = {layout.report_curves(t).as_posix() for t in tasks}
-    expected = curves | {layout.codebook_curve(t).as_posix() for t in tasks}
+    expected = curves | {layout.report_codebook_curves.as_posix()}
     if not images or any(not name.startswith(layout.reports.as_posix() + "/plots/") for name in images) or set(shown) - images != expected:
         raise SystemExit(f"smoke run failed: `dvc plots show` should give the report's PNGs, {sorted(expected)}; got {sorted(shown)}")
     for name in curves:
         encoding = shown[name][0]["content"]["encoding"]
         if encoding.get("color", {}).get("field") != "method":
             raise SystemExit(f"smoke run failed: {name} is not drawn by the learning_curves template: {encoding}")
-    print(f"dvc plots show: {len(images)} images, {len(curves)} learning-curve plots, {len(tasks)} codebook curves")
+    codebook = shown[layout.report_codebook_curves.as_posix()][0]["content"]["encoding"]
+    if codebook.get("color", {}).get("field") != "task":
+        raise SystemExit(f"smoke run failed: the codebook curves are not drawn by the codebook_curves template: {codebook}")
+    print(f"dvc plots show: {len(images)} images, {len(curves)} learning-curve plots, 1 plot of {len(tasks)} codebook curves")
 
 
 def check_plots_diff(project: Path, experiments: list[str], out: Path) -> None:

@@ -4,8 +4,9 @@
 
 Reads params.yaml `codebook` and data/prepared/<task>/; writes models/codebooks/<task>/
 (config.json, model.safetensors, README.md), metrics/codebook/<task>.json and the per-epoch
-training curve plots/codebook/<task>.csv. Resumable: checkpoints go to .checkpoints/codebook/<task>/
-(outside the DVC outs, so `dvc repro` does not delete them) and are removed when the run completes.
+training curve plots/codebook/<task>/ (a DVCLive log, written epoch by epoch). Resumable: checkpoints
+go to .checkpoints/codebook/<task>/ (outside the DVC outs, so `dvc repro` does not delete them) and
+are removed when the run completes.
 
 With `codebook.source: hub:<repo>@<revision>` the stage pulls that pretrained codebook instead
 (pin a commit sha: its weights hash then lands in dvc.lock), measures it on this task's windows
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
             prepared_dir=layout.prepared(task),
             out_dir=layout.codebook(task),
             metrics_path=layout.codebook_metrics(task),
-            plots_path=layout.codebook_curve(task),
+            curve_dir=layout.codebook_curve(task),
         )
         print(f"codebook {task}: pulled {cfg.source} (H={codebook.H} K={codebook.K}, sha256 {m['codebook_sha256'][:12]}): "
               f"test MSE {m['test_mse']:.4f}, ratio {m['test_mse_ratio']:.2f}, {m['test_used_codes']}/{codebook.K} codes used")
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
         prepared_dir=layout.prepared(task),
         out_dir=layout.codebook(task),
         metrics_path=layout.codebook_metrics(task),
-        plots_path=layout.codebook_curve(task),
+        curve_dir=layout.codebook_curve(task),
         checkpoint_dir=layout.checkpoints("codebook", task),
         checkpoint_every=params.runtime.codebook_checkpoint_every,
     )

@@ -4,8 +4,8 @@
 
 Reads params.yaml `seeds`, `finetune`, `agents.<method>` and (MAQ methods) `macro`, data/prepared/<task>/ and (MAQ
 methods) models/codebooks/<task>/; writes, per seed s, models/agents/<task>/<method>/seed<s>/
-(config.json, model.safetensors, README.md), the learning curve plots/finetune/<task>/<method>/seed<s>.csv
-and metrics/finetune/<task>/<method>/seed<s>.json. Resumable from .checkpoints/finetune/<task>/<method>/
+(config.json, model.safetensors, README.md), the learning curve plots/finetune/<task>/<method>/seed<s>/ (a DVCLive
+log, written point by point) and metrics/finetune/<task>/<method>/seed<s>.json. Resumable from .checkpoints/finetune/<task>/<method>/
 (outside the DVC outs); the checkpoint is removed when the run completes.
 """
 

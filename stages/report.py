@@ -2,9 +2,9 @@
 
     python -m stages.report
 
-Reads params `tasks`, `methods` (baselines, then MAQ), `seeds` and `report.*`, the evaluations/, plots/finetune/ and
+Reads params `tasks`, `methods` (baselines, then MAQ), `seeds` and `report.*`, the evaluations/, plots/finetune/, plots/codebook/ and
 data/references/ of every listed run (data/prepared/ for videos); writes reports/ (README.md, one
-CSV per task, curves/<task>.csv, plots/*.png, videos/*.mp4), evaluation_results/agent_performance_<env>.csv and metrics/summary.json.
+CSV per task, curves/<task>.csv, codebook_curves.csv, plots/*.png, videos/*.mp4), evaluation_results/agent_performance_<env>.csv and metrics/summary.json.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ def test_stage_outputs_are_the_layouts():
     expected = {
         "demos": {"outs": {layout.demos(TASK)}},
         "prepare": {"outs": {layout.prepared(TASK)}},
-        "codebook": {"outs": {layout.codebook(TASK)}, "metrics": {layout.codebook_metrics(TASK)}, "plots": {layout.codebook_curve(TASK)}},
+        "codebook": {"outs": {layout.codebook(TASK), layout.codebook_curve(TASK)}, "metrics": {layout.codebook_metrics(TASK)}},
         "references": {"outs": {layout.references(TASK)}},
         "finetune": {"outs": {layout.agents(TASK, METHOD), layout.curves(TASK, METHOD)}, "metrics": {layout.finetune_metrics(TASK, METHOD)}},
         "evaluate": {"outs": {layout.evaluations(TASK, METHOD)}, "metrics": {layout.evaluate_metrics(TASK, METHOD, SEED).parent}},
@@ -45,7 +45,7 @@ def test_stage_outputs_are_the_layouts():
 def test_per_seed_paths_sit_inside_their_stage_outputs():
     layout = Layout(Path("/tmp/project"))
     assert layout.agent(TASK, METHOD, SEED).parent == layout.agents(TASK, METHOD)
-    assert layout.curve(TASK, METHOD, SEED) == Path("/tmp/project/plots/finetune/door/maq_iql/seed1.csv")
+    assert layout.curve(TASK, METHOD, SEED) == Path("/tmp/project/plots/finetune/door/maq_iql/seed1")
     assert layout.evaluation(TASK, METHOD, SEED).parent == layout.evaluations(TASK, METHOD)
     assert layout.references_file(TASK).parent == layout.references(TASK)
     assert layout.summary == Path("/tmp/project/metrics/summary.json")

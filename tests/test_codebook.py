@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,6 +26,8 @@ from pipeline.codebook.train import CHECKPOINT_FILE, reinit_dead_codes  # noqa: 
 from pipeline.config import CodebookConfig, load_params  # noqa: E402
 from pipeline.data.windows import make_windows  # noqa: E402
 from pipeline.io import sha256_file  # noqa: E402
+from pipeline.live import read_curve  # noqa: E402
+from tests.test_live import tree_bytes  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 S, A, H = 10, 4, 4
@@ -162,16 +168,21 @@ def test_training_beats_the_mean_macro_baseline_and_uses_codes(data):
 def test_resume_after_interrupt_gives_identical_weights(data, tmp_path, options):
     train, test, stats = data
     cfg = small_cfg(epochs=7, **options)
-    full = train_codebook(train, cfg, stats, test=test, progress=False)
-    stopped = train_codebook(train, cfg, stats, test=test, checkpoint_dir=tmp_path, checkpoint_every=2, stop_after=5, progress=False)
-    assert not stopped.completed and (tmp_path / CHECKPOINT_FILE).is_file()
+    ckpt, full_curve, curve = tmp_path / "ckpt", tmp_path / "curve-full", tmp_path / "curve"
+    full = train_codebook(train, cfg, stats, test=test, curve_dir=full_curve, progress=False)
+    stopped = train_codebook(train, cfg, stats, test=test, checkpoint_dir=ckpt, checkpoint_every=2, curve_dir=curve, stop_after=5,
+                             progress=False)
+    assert not stopped.completed and (ckpt / CHECKPOINT_FILE).is_file()
+    assert [row["epoch"] for row in read_curve(curve, "epoch")] == [1, 2, 3, 4, 5]  # logged live, past the checkpoint
     # as if killed after epoch 5: the last checkpoint holds epoch 4, epoch 5 is redone
-    resumed = train_codebook(train, cfg, stats, test=test, checkpoint_dir=tmp_path, checkpoint_every=2, progress=False)
+    resumed = train_codebook(train, cfg, stats, test=test, checkpoint_dir=ckpt, checkpoint_every=2, curve_dir=curve, progress=False)
     assert resumed.resumed_from == 4 and resumed.completed
     for key, value in full.codebook.model.state_dict().items():
         assert torch.equal(value, resumed.codebook.model.state_dict()[key]), key
     assert full.history == resumed.history
     assert full.codebook.hash == resumed.codebook.hash
+    assert tree_bytes(curve) == tree_bytes(full_curve)  # the checkpointed rows were logged again, epoch 5 once
+    assert read_curve(curve, "epoch") == [{k: float(v) if k != "epoch" else v for k, v in row.items()} for row in full.history]
 
 
 def test_checkpoint_of_other_params_is_ignored(data, tmp_path):
@@ -184,8 +195,8 @@ def test_checkpoint_of_other_params_is_ignored(data, tmp_path):
 def test_run_codebook_writes_the_stage_outputs(tmp_path):
     episodes = make_smooth_episodes(6, 40, S, A, seed=5, n_moves=3)
     prepared = write_prepared(tmp_path / "prepared", "door", episodes, n_test=1)
-    out, metrics_path, plots_path, checkpoint_dir = tmp_path / "cb", tmp_path / "m.json", tmp_path / "p.csv", tmp_path / "ckpt"
-    result, metrics = run_codebook("door", small_cfg(epochs=3), prepared, out, metrics_path, plots_path, checkpoint_dir, progress=False)
+    out, metrics_path, curve_dir, checkpoint_dir = tmp_path / "cb", tmp_path / "m.json", tmp_path / "curve", tmp_path / "ckpt"
+    result, metrics = run_codebook("door", small_cfg(epochs=3), prepared, out, metrics_path, curve_dir, checkpoint_dir, progress=False)
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     card = (out / "README.md").read_text()
     assert card.startswith("---\n") and "mean-macro baseline" in card and "never cross episode" in card
@@ -197,7 +208,39 @@ def test_run_codebook_writes_the_stage_outputs(tmp_path):
     written = json.loads(metrics_path.read_text())
     assert written["codebook_sha256"] == sha256_file(out / "model.safetensors") == Codebook.from_pretrained(out).hash
     assert all(not isinstance(v, list) for v in written.values())
-    assert len(plots_path.read_text().strip().splitlines()) == 1 + 3
+    assert [row["epoch"] for row in read_curve(curve_dir, "epoch")] == [1, 2, 3]
     assert not checkpoint_dir.exists()
     with pytest.raises(ValueError, match="not 'relocate'"):
-        run_codebook("relocate", small_cfg(epochs=1), prepared, out, metrics_path, plots_path, checkpoint_dir, progress=False)
+        run_codebook("relocate", small_cfg(epochs=1), prepared, out, metrics_path, curve_dir, checkpoint_dir, progress=False)
+
+
+KILLABLE_RUN = """
+import sys
+from pathlib import Path
+from tests.test_codebook import small_cfg
+from pipeline.codebook.run import run_codebook
+root, out = Path(sys.argv[1]), Path(sys.argv[2])
+run_codebook("door", small_cfg(epochs=40), root / "prepared", out / "codebook", out / "metrics.json", out / "curve", out / "ckpt",
+             checkpoint_every=5, progress=False)
+"""
+
+
+def test_a_run_killed_with_sigkill_resumes_to_the_same_files(tmp_path):
+    write_prepared(tmp_path / "prepared", "door", make_smooth_episodes(6, 40, S, A, seed=5, n_moves=3), n_test=1)
+    command = [sys.executable, "-c", KILLABLE_RUN, str(tmp_path)]
+    subprocess.run([*command, str(tmp_path / "straight")], cwd=REPO, check=True)
+    killed = tmp_path / "killed"
+    run = subprocess.Popen([*command, str(killed)], cwd=REPO)
+    logged = killed / "curve" / "plots" / "metrics" / "test_mse.tsv"
+
+    def epochs_logged() -> int:
+        return len(logged.read_text().splitlines()) - 1 if logged.exists() else 0
+
+    while run.poll() is None and not ((killed / "ckpt" / CHECKPOINT_FILE).exists() and epochs_logged() % 5):
+        time.sleep(0.002)  # killed between checkpoints: epochs past the last one are logged, and must not stay twice
+    run.send_signal(signal.SIGKILL)
+    assert run.wait() == -signal.SIGKILL and not (killed / "codebook").exists(), "the run ended before it could be killed"
+    subprocess.run([*command, str(killed)], cwd=REPO, check=True)  # resumes from the checkpoint
+    for name in ("codebook", "metrics.json", "curve"):
+        path = tmp_path / "straight" / name
+        assert (tree_bytes(path) == tree_bytes(killed / name)) if path.is_dir() else path.read_bytes() == (killed / name).read_bytes(), name

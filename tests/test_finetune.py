@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from pipeline.agents import AGENTS, load_agent
-from pipeline.agents.artifact import CURVE_COLUMNS
 from pipeline.agents.finetune import CHECKPOINT_FILE, run_finetune
 from pipeline.benchmarks.codebook import make_smooth_episodes, write_prepared
 from pipeline.codebook import Codebook
@@ -21,9 +20,12 @@ from pipeline.codebook.run import run_codebook
 from pipeline.config import load_params
 from pipeline.data.episodes import Episodes
 from pipeline.entry import UserError
+from pipeline.live import read_curve
 from pipeline.envs import make_env
 from pipeline.evaluation import DISTANCES, TRACKED_METRICS, run_evaluate, run_references
 from pipeline.methods import method_config
+from pipeline.report import CURVE_COLUMNS
+from tests.test_live import tree_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 S, A = 39, 28  # door
@@ -45,7 +47,7 @@ def project(tmp_path_factory) -> Path:
     episodes = make_smooth_episodes(6, 60, S, A, seed=0, n_moves=3)
     write_prepared(root / "prepared", "door", episodes, n_test=2)
     cfg = replace(load_params(REPO / "params.yaml").codebook, H=4, K=8, latent_dim=16, hidden=32, epochs=2, threads=1, device="cpu")
-    run_codebook("door", cfg, root / "prepared", root / "codebook", root / "cb.json", root / "cb.csv", root / "cb_ckpt", progress=False)
+    run_codebook("door", cfg, root / "prepared", root / "codebook", root / "cb.json", root / "cb_curve", root / "cb_ckpt", progress=False)
     return root
 
 
@@ -56,7 +58,7 @@ def tiny_cfg(**changes):
 
 
 def finetune(project: Path, method: str, name: str, cfg=None, codebook_dir: Path | None = None, seeds=(1,), **kwargs):
-    """One finetune run of `seeds` as a population; seed s writes runs/<name>/agents/seed<s>/, curves/seed<s>.csv, …"""
+    """One finetune run of `seeds` as a population; seed s writes runs/<name>/agents/seed<s>/, curves/seed<s>/, …"""
     run = project / "runs" / name
     return run_finetune(
         "door", method, seeds, cfg or tiny_cfg(), TINY_OVERRIDES[method], prepared_dir=project / "prepared",
@@ -83,9 +85,9 @@ def test_finetune_writes_agent_card_curve_and_metrics(project, method):
     run = project / "runs" / f"outputs-{method}"
     assert sorted(p.name for p in (run / "agents").iterdir()) == ["seed1", "seed2"]
     assert sorted(p.name for p in (run / "agents" / "seed1").iterdir()) == ["README.md", "config.json", "model.safetensors"]
-    curve = (run / "curves" / "seed1.csv").read_text().splitlines()
-    assert curve[0] == ",".join(CURVE_COLUMNS)
-    assert [int(line.split(",")[0]) for line in curve[1:]] == [0, 200, 400]  # after the offline phase, every 200, end
+    curve = read_curve(run / "curves" / "seed1", "env_steps")
+    assert [row["env_steps"] for row in curve] == [0, 200, 400]  # after the offline phase, every 200, end
+    assert curve == result.members[0].counters.curve and set(curve[0]) == set(CURVE_COLUMNS)
     metrics = json.loads((run / "metrics" / "seed1.json").read_text())
     assert metrics["env_steps"] == 400 and np.isfinite(metrics["final_eval_return"])
     assert metrics["offline_updates"] == (20 if AGENTS[method].offline_phase else 0)
@@ -131,6 +133,9 @@ def test_interrupted_run_resumes_to_identical_weights(project, method):
     resumed = finetune(project, method, f"resumed-{method}", seeds=(1, 2))  # a fresh process would do the same: all state is on disk
     assert resumed.resumed and [m.counters.env_steps for m in resumed.members] == [400, 400]
     assert [m.counters.curve for m in straight.members] == [m.counters.curve for m in resumed.members]
+    for seed in (1, 2):  # the resumed run re-logged its checkpointed curve points: the same DVCLive files
+        assert tree_bytes(project / "runs" / f"resumed-{method}" / "curves" / f"seed{seed}") == \
+            tree_bytes(project / "runs" / f"straight-{method}" / "curves" / f"seed{seed}")
     for key, value in straight.agent.state_dict().items():
         assert torch.equal(value, resumed.agent.state_dict()[key]), key
     for name, optimizer in straight.agent.optimizers().items():

@@ -16,6 +16,7 @@ import yaml
 from pipeline.artifacts.layout import Layout
 from pipeline.config import ReportConfig, record_param_reads
 from pipeline.evaluation import DISTANCES, similarity_scores, summarize
+from pipeline.live import CurveLog, read_curve
 from pipeline.report import (Run, aggregate, improvement, iqm_curve, iqm_interval, load_runs, make_report, pairwise_wins,
                              plot_score_vs_humanlike, save_png)
 from tests.conftest import REPO_ROOT
@@ -93,16 +94,21 @@ def write_evaluated_runs(root: Path, steps: int = 10, episodes: int = 2) -> None
             summary |= {"code_counts": code_counts, "task": TASK, "method": method, "seed": seed}
             (run_dir / "summary.json").write_text(json.dumps(summary))
 
-            curve = layout.curve(TASK, method, seed)
-            curve.parent.mkdir(parents=True, exist_ok=True)
-            pl.DataFrame(
+            curve = CurveLog(layout.curve(TASK, method, seed), "env_steps")  # as the finetune stage logs it
+            for row in pl.DataFrame(
                 {
                     "env_steps": [0, 500, 1000],
                     "eval_return": rng.normal(100, 10, 3),
                     "eval_normalized_score": np.array([0.0, score / 2, score]),
                     "eval_success_rate": rng.uniform(0, 1, 3),
                 }
-            ).write_csv(curve)
+            ).iter_rows(named=True):
+                curve.log(row)
+            curve.close()
+    codebook_curve = CurveLog(layout.codebook_curve(TASK), "epoch")  # as the codebook stage logs it
+    for epoch, test_mse in ((1, 0.5), (2, 0.25)):
+        codebook_curve.log({"epoch": epoch, "recon_loss": 2 * test_mse, "test_mse": test_mse})
+    codebook_curve.close()
 
 
 @pytest.fixture(scope="module")
@@ -291,8 +297,14 @@ def test_curves_table_holds_every_runs_learning_curve(report):
     assert curves.columns == ["method", "seed", "env_steps", "eval_return", "eval_normalized_score", "eval_success_rate"]
     assert curves.select("method", "seed").unique(maintain_order=True).rows() == [(m, s) for m in METHODS for s in SEEDS]
     one_run = curves.filter((pl.col("method") == METHODS[0]) & (pl.col("seed") == SEEDS[0]))
-    expected = pl.read_csv(report.curve(TASK, METHODS[0], SEEDS[0]))
+    expected = pl.DataFrame(read_curve(report.curve(TASK, METHODS[0], SEEDS[0]), "env_steps"))
     assert one_run.drop("method", "seed").equals(expected.select(one_run.drop("method", "seed").columns))
+
+
+def test_codebook_curves_table_holds_every_tasks_codebook_curve(report):
+    curves = pl.read_csv(report.report_codebook_curves)
+    assert curves.columns == ["task", "epoch", "recon_loss", "test_mse"]
+    assert curves.rows() == [(TASK, 1, 1.0, 0.5), (TASK, 2, 0.5, 0.25)]
 
 
 def test_pngs_are_pictures(report):

@@ -141,13 +141,3 @@ def load_agent(directory: str | Path, codebook=None, device=None, *, revision: s
         raise fail(f"{WEIGHTS_FILE} does not fit the {meta['method']} agent {CONFIG_FILE} describes ({type(e).__name__}: {str(e).splitlines()[0]})") from None
     agent.execute_steps = meta.get("execute_steps")
     return agent
-
-
-CURVE_COLUMNS = ("env_steps", "eval_return", "eval_normalized_score", "eval_success_rate")
-
-
-def curve_csv(curve: list[dict]) -> str:
-    """A learning curve (rows of CURVE_COLUMNS) as CSV text (the finetune stage's plot file)."""
-    lines = [",".join(CURVE_COLUMNS)]
-    lines += [",".join(f"{row[c]:.6g}" if isinstance(row[c], float) else str(row[c]) for c in CURVE_COLUMNS) for row in curve]
-    return "\n".join(lines) + "\n"

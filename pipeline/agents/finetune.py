@@ -4,8 +4,9 @@
                  agents_dir=..., curves_dir=..., metrics_dir=..., checkpoint_dir=..., checkpoint_every=0)
 
 writes, for each seed s, `agents_dir/seed<s>/` (config.json, model.safetensors, README.md),
-`curves_dir/seed<s>.csv` and `metrics_dir/seed<s>.json`: the same files a single run per seed
-wrote, so `evaluate` and `report` read them unchanged.
+`curves_dir/seed<s>/` (the learning curve, a DVCLive log written point by point: pipeline.live) and
+`metrics_dir/seed<s>.json`: the same files a single run per seed wrote, so `evaluate` and `report`
+read them unchanged.
 
 How each method uses the demonstrations (the train split of `prepare`) is in
 `pipeline.agents.train.make_member`; MAQ methods act in codes through `MacroActionEnv` over the
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 
 from pipeline.agents import AGENTS
-from pipeline.agents.artifact import curve_csv, save_agent
+from pipeline.agents.artifact import save_agent
 from pipeline.agents.checkpoint import load_population, run_fingerprint, save_population
 from pipeline.agents.macro import MacroActionEnv, executed_steps, macro_transitions
 from pipeline.agents.networks import default_device
@@ -43,6 +44,7 @@ from pipeline.entry import UserError
 from pipeline.envs import make_env
 from pipeline.evaluation import AgentPolicy, rollout
 from pipeline.io import remove_checkpoint, write_json_atomic, write_text_atomic
+from pipeline.live import CurveLog
 from pipeline.methods import method_config
 from pipeline.metrics import success_final
 from pipeline.tasks import get_task
@@ -130,13 +132,22 @@ def run_finetune(task: str, method: str, seeds, cfg: FinetuneConfig, overrides: 
         c = members[0].counters
         print(f"resuming {task}/{method} seeds {seeds} at {c.offline_updates} offline updates, {c.env_steps} env steps")
     schedule = Schedule(cfg.env_steps, cfg.offline_updates if entry.offline_phase else 0, cfg.eval_every, checkpoint_every)
+    curves = [CurveLog(Path(curves_dir) / f"seed{m.seed}", "env_steps", m.counters.curve) for m in members]
+
+    def evaluate(i: int, env_steps: int) -> dict:
+        point = curve_point(task, agent.member(i), codebook, cfg.eval_episodes, env_steps)
+        curves[i].log(point)
+        return point
+
     start = time.perf_counter()
     finished = train_population(
         agent, members, schedule,
-        evaluate=lambda i, env_steps: curve_point(task, agent.member(i), codebook, cfg.eval_episodes, env_steps),
+        evaluate=evaluate,
         on_checkpoint=lambda: save_population(checkpoint, agent, members, fingerprint),
         progress=progress, desc=f"{task}/{method} seeds {','.join(map(str, seeds))}", stop_after_env_steps=stop_after_env_steps,
     )
+    for curve in curves:
+        curve.close()
     if not finished:
         return FinetuneResult(agent, members, None, resumed)
     seconds = round(time.perf_counter() - start, 2)
@@ -162,7 +173,6 @@ def run_finetune(task: str, method: str, seeds, cfg: FinetuneConfig, overrides: 
         save_agent(agent.member(i), out_dir, codebook_hash=codebook.hash if codebook else None, info=info)
         write_text_atomic(out_dir / "README.md", agent_card(task, method, m.seed, config, cfg, overrides, meta, codebook, c.curve,
                                                                   metrics, execute_steps))
-        write_text_atomic(Path(curves_dir) / f"seed{m.seed}.csv", curve_csv(c.curve))
         write_json_atomic(Path(metrics_dir) / f"seed{m.seed}.json", metrics)
         results.append({**metrics, "train_seconds": seconds})  # of the whole population
     remove_checkpoint(checkpoint)

@@ -52,7 +52,8 @@ class Layout:
         return self._at("metrics", "codebook", f"{task}.json")
 
     def codebook_curve(self, task: str) -> Path:
-        return self._at("plots", "codebook", f"{task}.csv")
+        """`codebook`: the training curve, one row per epoch (a DVCLive log: pipeline.live)."""
+        return self._at("plots", "codebook", task)
 
     def agents(self, task: str, method: str) -> Path:
         """`finetune`: one agent directory per seed below this one."""
@@ -62,11 +63,12 @@ class Layout:
         return self.agents(task, method) / f"seed{seed}"
 
     def curves(self, task: str, method: str) -> Path:
-        """`finetune`: one learning curve CSV per seed below this directory."""
+        """`finetune`: one learning curve per seed below this directory."""
         return self._at("plots", "finetune", task, method)
 
     def curve(self, task: str, method: str, seed: int) -> Path:
-        return self.curves(task, method) / f"seed{seed}.csv"
+        """A seed's learning curve, one row per evaluation point (a DVCLive log: pipeline.live)."""
+        return self.curves(task, method) / f"seed{seed}"
 
     def finetune_metrics(self, task: str, method: str) -> Path:
         """`finetune`: one metrics JSON per seed below this directory."""
@@ -85,7 +87,7 @@ class Layout:
 
     @property
     def reports(self) -> Path:
-        """`report`: README.md, <task>.csv, curves/<task>.csv, plots/*.png, videos/*.mp4."""
+        """`report`: README.md, <task>.csv, curves/<task>.csv, codebook_curves.csv, plots/*.png, videos/*.mp4."""
         return self._at("reports")
 
     def report_table(self, task: str) -> Path:
@@ -95,6 +97,11 @@ class Layout:
     def report_curves(self, task: str) -> Path:
         """`report`: every learning curve of `task` in one table (a DVC plot)."""
         return self.reports / "curves" / f"{task}.csv"
+
+    @property
+    def report_codebook_curves(self) -> Path:
+        """`report`: every task's codebook training curve in one table (a DVC plot)."""
+        return self.reports / "codebook_curves.csv"
 
     def video(self, task: str, method: str, seed: int) -> Path:
         """`report`: an agent's evaluation episodes (rendered for the first seed; publish ships it as replay.mp4)."""

@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"no prepared data at {prepared}: run `dvc repro prepare@{args.task}` (or `python stages/prepare.py --task {args.task}`), or pass --proxy")
             return 2
         started = time.perf_counter()
-        result, m = run_codebook(args.task, cfg, prepared, Path(tmp) / "out", Path(tmp) / "m.json", Path(tmp) / "p.csv", Path(tmp) / "ckpt")
+        result, m = run_codebook(args.task, cfg, prepared, Path(tmp) / "out", Path(tmp) / "m.json", Path(tmp) / "curve", Path(tmp) / "ckpt")
         wall = time.perf_counter() - started
     ok = lambda good: "ok" if good else "FAIL"  # noqa: E731
     print(f"task {args.task}{' (proxy data)' if args.proxy else ''}: H={cfg.H} K={cfg.K} epochs={cfg.epochs} windows {m['n_train_windows']} train / {m['n_test_windows']} test")

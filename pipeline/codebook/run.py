@@ -5,8 +5,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +17,8 @@ from pipeline.codebook.train import CHECKPOINT_FILE, TrainResult, train_codebook
 from pipeline.config import CodebookConfig, section_to_dict
 from pipeline.data.episodes import Episodes
 from pipeline.data.windows import Windows, make_windows
-from pipeline.io import remove_checkpoint, write_json_atomic, write_text_atomic
+from pipeline.io import remove_checkpoint, write_json_atomic
+from pipeline.live import CurveLog
 
 META_KEYS = ("task", "source", "source_sha256", "obs_dim", "action_dim", "obs_mean", "obs_std", "action_mean", "action_std")
 
@@ -76,21 +75,13 @@ def evaluate_codebook(codebook: Codebook, train: Windows, test: Windows) -> dict
     }
 
 
-def curve_csv(history: list[dict]) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(history[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(history)
-    return out.getvalue()
-
-
 def run_codebook(
     task: str,
     cfg: CodebookConfig,
     prepared_dir: str | Path,
     out_dir: str | Path,
     metrics_path: str | Path,
-    plots_path: str | Path,
+    curve_dir: str | Path,
     checkpoint_dir: str | Path,
     checkpoint_every: int = 0,
     progress: bool = True,
@@ -102,7 +93,7 @@ def run_codebook(
     train, test = make_windows(prepared.train, cfg.H), make_windows(prepared.test, cfg.H)
     info = {"task": task, "data_source": prepared.meta["source"], "data_source_sha256": prepared.meta["source_sha256"], "training": section_to_dict(cfg)}
     result = train_codebook(train, cfg, prepared.stats, test=test, checkpoint_dir=checkpoint_dir,
-                            checkpoint_every=checkpoint_every, info=info, progress=progress)
+                            checkpoint_every=checkpoint_every, curve_dir=curve_dir, info=info, progress=progress)
     metrics = evaluate_codebook(result.codebook, train, test)
     metrics["train_seconds"] = round(result.train_seconds, 2)
     digest = result.codebook.hash
@@ -111,7 +102,6 @@ def run_codebook(
     assert written == digest
     # scalars for `dvc metrics`; not the wall time, so that a re-run writes the same bytes
     write_json_atomic(metrics_path, {k: v for k, v in metrics.items() if not isinstance(v, list) and k != "train_seconds"})
-    write_text_atomic(plots_path, curve_csv(result.history))
     remove_checkpoint(Path(checkpoint_dir) / CHECKPOINT_FILE)
     return result, metrics
 
@@ -122,7 +112,7 @@ def fetch_codebook(
     prepared_dir: str | Path,
     out_dir: str | Path,
     metrics_path: str | Path,
-    plots_path: str | Path,
+    curve_dir: str | Path,
     cache_dir: str | Path | None = None,
 ) -> tuple[Codebook, dict]:
     """`codebook.source: hub:<repo>@<revision>`: download a pretrained codebook (through the HF cache)
@@ -148,5 +138,5 @@ def fetch_codebook(
     for name in ("config.json", "model.safetensors", "README.md"):  # the downloaded bytes, unchanged (copyfile follows the cache's symlinks)
         shutil.copyfile(snapshot / name, out_dir / name)
     write_json_atomic(metrics_path, {k: v for k, v in metrics.items() if not isinstance(v, list) and k != "train_seconds"})
-    write_text_atomic(plots_path, "epoch,test_mse\n")
+    CurveLog(curve_dir, "epoch").close()  # an empty curve
     return codebook, metrics

@@ -40,6 +40,7 @@ from pipeline.codebook.model import Codebook, CodebookSpec, VQVAE, quantize
 from pipeline.config import CodebookConfig, section_to_dict
 from pipeline.data.windows import Windows
 from pipeline.io import load_checkpoint_file, save_checkpoint_file
+from pipeline.live import CurveLog
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
 _PURPOSE = {"init": 0, "kmeans": 1, "shuffle": 2, "reinit": 3}
@@ -189,6 +190,7 @@ def train_codebook(
     test: Windows | None = None,
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int = 0,
+    curve_dir: str | Path | None = None,
     stop_after: int | None = None,
     info: dict | None = None,
     progress: bool = True,
@@ -197,7 +199,8 @@ def train_codebook(
 
     stats: train-split `obs_mean`, `obs_std` (S,) and `action_mean`, `action_std` (A,).
     test: if given, its recon MSE (env units) and code usage are logged per epoch (never used to
-    choose anything). checkpoint_dir: resume from / write checkpoints there. stop_after: stop once
+    choose anything). checkpoint_dir: resume from / write checkpoints there. curve_dir: log each epoch's
+    row there as it finishes (pipeline.live; a resumed run re-logs the checkpointed rows first). stop_after: stop once
     this many epochs are done, as a kill would (tests use it): nothing more is written, so a
     resumed run restarts from the last periodic checkpoint."""
     N, H, A = train.macro.shape
@@ -229,6 +232,7 @@ def train_codebook(
         ema["embed_sum"].copy_(model.codes.detach())
     resumed_from = state["epochs_done"]
     codebook = Codebook(model=model, info=dict(info or {}))
+    curve = CurveLog(curve_dir, "epoch", state["history"]) if curve_dir is not None else None
 
     started = time.perf_counter()
     epochs = tqdm(range(resumed_from, cfg.epochs), desc="codebook", unit="epoch", disable=not progress, initial=resumed_from, total=cfg.epochs)
@@ -285,6 +289,8 @@ def train_codebook(
             row["test_used_codes"] = used_codes(test_counts)
             row["test_perplexity"] = perplexity(test_counts)
         state["history"].append(row)
+        if curve is not None:
+            curve.log(row)
         state["epochs_done"] = epoch + 1
         epochs.set_postfix(recon=f"{recon_mean:.4f}", used=row["train_used_codes"])
         if checkpoint is not None and checkpoint_every > 0 and (epoch + 1) % checkpoint_every == 0 and epoch + 1 < cfg.epochs:
@@ -292,6 +298,8 @@ def train_codebook(
             started = time.perf_counter()
             save_checkpoint(checkpoint, model, optimizer, ema, state)
     epochs.close()
+    if curve is not None:
+        curve.close()
     state["train_seconds"] += time.perf_counter() - started
     model.eval()
     completed = state["epochs_done"] == cfg.epochs  # False after `stop_after`: left as a kill would leave it
