@@ -268,8 +268,11 @@ class RuntimeConfig(Section):
 
     codebook_checkpoint_every: int  # codebook epochs between resumable checkpoints (0: never)
     finetune_checkpoint_every: int  # offline updates / env steps between finetune checkpoints (0: never)
+    sweep_point_cpus: float  # CPUs each point of `maq sweep run --engine ray` asks Ray for (--num-cpus overrides)
+    sweep_point_gpus: float  # GPUs each point asks Ray for (--num-gpus overrides); fractions share a GPU
 
-    ranges: ClassVar[dict] = {"codebook_checkpoint_every": at_least(0), "finetune_checkpoint_every": at_least(0)}
+    ranges: ClassVar[dict] = {"codebook_checkpoint_every": at_least(0), "finetune_checkpoint_every": at_least(0),
+                              "sweep_point_cpus": at_least(0), "sweep_point_gpus": at_least(0)}
 
 
 @dataclass(frozen=True)

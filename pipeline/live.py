@@ -4,8 +4,9 @@
     <dir>/plots/metrics/<name>.tsv   one file per measure, columns `step` and the measure
 
 A point is written as soon as it is measured, so the curve of a long or queued run can be watched
-while it trains: `dvc plots show <dir>/plots/metrics` in the run's workspace (a queued experiment's
-workspace is under .dvc/tmp/exps/), or any viewer of DVCLive files (the VS Code extension, Studio).
+while it trains: `dvc plots show -x step <dir>/plots/metrics` in the run's workspace (a queued
+experiment's workspace is under .dvc/tmp/exps/; `-x step` because DVC's own index column is also
+named `step`), or any viewer of DVCLive files (the VS Code extension, Studio).
 `step` is the row's x column: `epoch` for a codebook, `env_steps` for an agent.
 
 Same bytes, interrupted or not: no timestamps are logged, and a run resumed from its checkpoint
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from dvclive import Live
@@ -43,7 +45,7 @@ class CurveLog:
     """A learning curve logged point by point under `directory`, `step` naming the x column of each row.
     `rows` are points already measured (from a checkpoint): they are logged again first."""
 
-    def __init__(self, directory: str | Path, step: str, rows: list[dict] = ()):
+    def __init__(self, directory: str | Path, step: str, rows: Iterable[dict] = ()):
         self.step = step
         self.live = _FilesOnly(str(directory), resume=False, report=None, save_dvc_exp=False, dvcyaml=None, monitor_system=False)
         for row in rows:

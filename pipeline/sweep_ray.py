@@ -5,11 +5,12 @@
 
 Each point is one Ray task (`run_point`) with the resources and retries asked for. An attempt runs on a
 worker in a fresh clone of the Git remote at the sweep's base commit, with the DVC remote pointed at the
-shared one: `dvc exp run --pull` (stages whose results are in the shared run-cache are restored, not run;
-DVC pushes no `cache: false` outputs with the run-cache, so stages that write metrics or plots run again),
-then `dvc push --run-cache` (outs and run-cache to the DVC remote) and, last, `dvc exp push --no-cache`
-(the experiment ref to the Git remote; one atomic ref update). So an experiment ref on the Git remote always
-has its data on the DVC remote, and a point whose ref is already there is skipped. Every command of an
+shared one: `dvc exp run --pull` (a stage whose result is in the shared run-cache is restored, not run),
+then `dvc push` (the outs to the DVC remote), then the run-cache entries with every output they name
+(`PUSH_RUN_CACHE`: `dvc push --run-cache` in DVC 3.67 leaves out the `cache: false` metrics, and without them
+another machine runs the stage again) and, last, `dvc exp push --no-cache` (the experiment ref to the Git remote; one atomic ref
+update). So an experiment ref on the Git remote always has its data on the DVC remote, and a point whose
+ref is already there is skipped. Every command of an
 attempt runs under a small supervisor in its own process group: if the Ray worker dies (killed, or
 `ray.cancel(force=True)`), the supervisor kills the group and removes the clone, so nothing keeps running.
 
@@ -72,6 +73,24 @@ while True:
     janitor.wait()
     sys.exit(rc)
 """.replace("JANITOR, ", repr(JANITOR) + ", ", 1)
+# The clone's run-cache entries and every output they name, pushed to the default DVC remote. `dvc push --run-cache`
+# sends the entries and the workspace's DVC-cached outs, but not the `cache: false` outs (metrics), which DVC copies
+# into the local cache only for the run-cache; a worker restoring such an entry finds them missing on the remote
+# and runs the stage again (seen with `dvc repro --pull` in a second clone; tests/test_sweep_ray.py checks it).
+PUSH_RUN_CACHE = r"""
+import os, sys
+from dvc.repo import Repo
+with Repo(".") as repo:
+    runs = repo.stage_cache.cache_dir  # runs/<key[:2]>/<key>/<value>
+    entries = [(key, value) for prefix in (os.listdir(runs) if os.path.isdir(runs) else [])
+               for key in os.listdir(os.path.join(runs, prefix)) for value in os.listdir(os.path.join(runs, prefix, key))]
+    objs = set().union(*repo.stage_cache.get_used_objs(entries).values()) if entries else set()
+    result = repo.cloud.push(objs)  # the outputs first, so an entry on the remote always has them
+    if result.failed:
+        sys.exit(f"could not push {len(result.failed)} run-cache outputs: {sorted(h.value for h in result.failed)[:5]}")
+    repo.stage_cache.push(None)
+print(f"run-cache: {len(entries)} entries and the {len(objs)} outputs they name pushed ({len(result.transferred)} new)")
+"""
 LOG_TAIL_LINES = 40
 
 
@@ -129,7 +148,8 @@ def run_point(spec: PointSpec) -> dict:
             (["git", "checkout", "-q", "--detach", spec.base], project),
             ([*dvc_cmd, "remote", "add", "--local", "--default", "--force", "sweep", spec.dvc_url], project),
             ([*dvc_cmd, "exp", "run", "--pull", "-n", spec.name, *(a for o in spec.overrides for a in ("-S", o))], project),
-            ([*dvc_cmd, "push", "--run-cache"], project),  # data first ...
+            ([*dvc_cmd, "push"], project),  # data first ...
+            ([sys.executable, "-c", PUSH_RUN_CACHE], project),
             ([*dvc_cmd, "exp", "push", "--no-cache", spec.git_url, spec.name], project),  # ... the ref last
         ]
         for cmd, cwd in steps:
@@ -178,10 +198,23 @@ def dvc_remote_url(name: str | None) -> tuple[str, str]:
         return name, str(config["remote"][name]["url"])
 
 
-def run_sweep(name: str, address: str | None = None, num_cpus: float = 1, num_gpus: float = 0, max_retries: int = 3,
-              git_remote: str = "origin", dvc_remote: str | None = None) -> int:
+def point_resources(base: str) -> tuple[float, float]:
+    """(CPUs, GPUs) each point asks Ray for: params `runtime.sweep_point_cpus` / `_gpus` at the sweep's commit."""
+    import yaml
+
+    from pipeline.config import parse_params
+
+    shown = subprocess.run(["git", "show", f"{base}:params.yaml"], capture_output=True, text=True)
+    if shown.returncode != 0:
+        raise RuntimeError(f"cannot read params.yaml at the sweep's commit {base[:7]}: {shown.stderr.strip()}")
+    runtime = parse_params(yaml.safe_load(shown.stdout) or {}).runtime
+    return runtime.sweep_point_cpus, runtime.sweep_point_gpus
+
+
+def run_sweep(name: str, address: str | None = None, num_cpus: float | None = None, num_gpus: float | None = None,
+              max_retries: int = 3, git_remote: str = "origin", dvc_remote: str | None = None) -> int:
     """Run sweep `name`'s points (sweeps/<name>.points.json) as Ray tasks, pull and collect them; returns the
-    number of points that failed for good."""
+    number of points that failed for good. Resources per point: the arguments, else the sweep commit's params."""
     import ray
     import ray.cloudpickle
     from tqdm import tqdm
@@ -189,12 +222,15 @@ def run_sweep(name: str, address: str | None = None, num_cpus: float = 1, num_gp
     sweep = load_sweep(name)
     git_url = git_remote_url(git_remote)
     dvc_name, dvc_url = dvc_remote_url(dvc_remote)
+    if num_cpus is None or num_gpus is None:
+        cpus, gpus = point_resources(sweep["base"])
+        num_cpus, num_gpus = cpus if num_cpus is None else num_cpus, gpus if num_gpus is None else num_gpus
     points: list[Point] = sweep["points"]
     names = {f"{name}-{p.name}": p for p in points}
     on_remote = remote_experiments(git_url, sweep["base"]) & set(names)
     todo = [n for n in names if n not in on_remote]
     print(f"sweep {name}: {len(points)} points at {sweep['base'][:7]}; {len(on_remote)} already on {git_url} (skipped), "
-          f"{len(todo)} to run on Ray", flush=True)
+          f"{len(todo)} to run on Ray, {num_cpus:g} CPUs and {num_gpus:g} GPUs each", flush=True)
 
     failed: dict[str, str] = {}
     if todo:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import yaml
 import ray  # noqa: F401  CI installs the extra: a missing ray fails here, it is not skipped
 
 from pipeline.smoke import shrink_params
@@ -142,6 +143,7 @@ def test_a_worker_killed_mid_point_is_retried_and_leaves_nothing_running(ray_run
     assert ray_run["killed"], f"no point's worker was seen running a stage:\n{ray_run['out']}"
     assert ray_run["rc"] == 0, ray_run["out"]
     assert "2 points run" in ray_run["out"] and "0 failed" in ray_run["out"], ray_run["out"]
+    assert "1 CPUs and 0 GPUs each" in ray_run["out"], ray_run["out"]  # params runtime.sweep_point_*
     group = ray_run["killed"]["group"]
     assert not [p.pid for p in psutil.process_iter() if _pgid(p.pid) == group], "the killed attempt's commands still run"
     assert not ray_run["killed"]["workdir"].exists(), "the killed attempt's clone was not removed"
@@ -176,7 +178,8 @@ def test_points_on_the_remotes_are_not_retrained(ray_run, cluster):
 
 
 def test_a_point_that_fails_is_listed_with_its_log_and_the_rest_is_collected(ray_run, cluster, remotes):
-    _, head, origin = remotes  # after ray_run: H=3, K=8 is on the remotes, so its point here restores, not trains
+    """Also: a new experiment whose stages another sweep ran, on another clone, restores every one of them."""
+    _, head, origin = remotes  # after ray_run: H=3, K=8 is in the shared run-cache, so its point here restores, not trains
     maq(head, "sweep", "queue", "--engine", "ray", "--tasks", "door", "--methods", "maq_iql", "--H", "3", "--K", "8", "1",
         "--seeds", "1", "--name", "f")  # K=1 is outside codebook.K's range: its codebook stage fails on the worker
     run = subprocess.run([sys.executable, "-m", "pipeline.cli", "sweep", "run", "--engine", "ray", "--name", "f",
@@ -185,6 +188,7 @@ def test_a_point_that_fails_is_listed_with_its_log_and_the_rest_is_collected(ray
     assert run.returncode == 1, out
     assert "point f-door-maq_iql-H3-K1-s1 failed:" in out and "codebook.K" in out, out  # with its log's tail
     assert "1 points failed for good: f-door-maq_iql-H3-K1-s1" in out, out
+    assert "sweep f: 1 points run (0 stages run, the rest restored from the run-cache), 1 failed" in out, out
     table = (head / "sweeps/f.csv").read_text().splitlines()
     assert len(table) == 2 and table[1].startswith("door,maq_iql,3,8,"), table  # header + the K=8 point
     refs = sh(head, "git", "ls-remote", str(origin), "refs/exps/*")
@@ -219,3 +223,27 @@ def _stage_running(supervisor: psutil.Process) -> bool:
         return any("stages." in " ".join(c.cmdline()) for c in supervisor.children(recursive=True))
     except psutil.NoSuchProcess:
         return False
+
+
+def test_resources_per_point_come_from_the_params_at_the_sweeps_commit(tmp_path, monkeypatch):
+    from pipeline.config import ParamsError
+    from pipeline.sweep_ray import point_resources
+
+    raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    raw["runtime"].update(sweep_point_cpus=2, sweep_point_gpus=0.25)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
+    sh(tmp_path, "git", "init", "-q")
+    sh(tmp_path, *git, "commit", "-q", "--allow-empty", "-m", "empty")
+    sh(tmp_path, "git", "add", "params.yaml")
+    sh(tmp_path, *git, "commit", "-qm", "params")
+    commit = sh(tmp_path, "git", "rev-parse", "HEAD").strip()
+    raw["runtime"]["sweep_point_gpus"] = -1
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))  # the workspace's params do not count
+    monkeypatch.chdir(tmp_path)
+    assert point_resources(commit) == (2.0, 0.25)
+    sh(tmp_path, *git, "commit", "-qam", "bad params")
+    with pytest.raises(ParamsError, match="runtime.sweep_point_gpus"):
+        point_resources("HEAD")
+    with pytest.raises(RuntimeError, match="cannot read params.yaml at the sweep's commit"):
+        point_resources("HEAD~2")  # the empty commit has no params.yaml
