@@ -97,13 +97,11 @@ def check_plots(project: Path, tasks: list[str]) -> None:
     expected = curves | {layout.report_codebook_curves.as_posix()}
     if not images or any(not name.startswith(layout.reports.as_posix() + "/plots/") for name in images) or set(shown) - images != expected:
         raise SystemExit(f"smoke run failed: `dvc plots show` should give the report's PNGs, {sorted(expected)}; got {sorted(shown)}")
-    for name in curves:
+    colour = {name: ("method", "learning_curves") for name in curves} | {layout.report_codebook_curves.as_posix(): ("task", "codebook_curves")}
+    for name, (field, template) in colour.items():  # each template colours its lines by its own field
         encoding = shown[name][0]["content"]["encoding"]
-        if encoding.get("color", {}).get("field") != "method":
-            raise SystemExit(f"smoke run failed: {name} is not drawn by the learning_curves template: {encoding}")
-    codebook = shown[layout.report_codebook_curves.as_posix()][0]["content"]["encoding"]
-    if codebook.get("color", {}).get("field") != "task":
-        raise SystemExit(f"smoke run failed: the codebook curves are not drawn by the codebook_curves template: {codebook}")
+        if encoding.get("color", {}).get("field") != field:
+            raise SystemExit(f"smoke run failed: {name} is not drawn by the {template} template: {encoding}")
     print(f"dvc plots show: {len(images)} images, {len(curves)} learning-curve plots, 1 plot of {len(tasks)} codebook curves")
 
 

@@ -1,10 +1,11 @@
 """DVC stage `prepare@<task>`: demonstrations → validated train/test splits in data/prepared/<task>/.
 
-Reads params `sources.<task>` and `prepare.*` (and a `pkl:` file, which must lie in
-data/sources/<task>/); writes exactly `data/prepared/<task>/`.
+Reads params `sources.<task>` and `prepare.*`, and the source's files in data/sources/<task>/ (a `pkl:` file must
+lie there; a `minari:` dataset is read from there when it is there); writes exactly `data/prepared/<task>/`.
 """
 
 import argparse
+import sys
 
 from pipeline.artifacts.layout import Layout
 from pipeline.config import load_params
@@ -28,6 +29,10 @@ def main(argv: list[str] | None = None) -> None:
         allow_download=cfg.allow_download,
         sources_dir=layout.sources(args.task),
     )
+    if loaded.untracked is not None:
+        print(f"note: {loaded.source} was read from {loaded.untracked}, which DVC does not track: a dataset rewritten "
+              f"there is not noticed. Move it to {layout.sources(args.task)}/ to make it a dependency of prepare@{args.task}",
+              file=sys.stderr)
     meta = write_prepared(args.task, loaded, cfg, layout.prepared(args.task))
     print(
         f"prepare@{args.task}: {meta['train']['episodes']} train / {meta['test']['episodes']} test episodes, "

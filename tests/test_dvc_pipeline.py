@@ -2,9 +2,11 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
+from tests.conftest import write_adroit_minari_dataset
 from tests.test_params import make_project
 
 
@@ -31,8 +33,11 @@ def test_dvc_repro_prepare_on_a_minari_dataset(tmp_path, monkeypatch, door_minar
     project = make_project(tmp_path, {"door": "minari:test/door/random-v0"})
     dvc(project, "init", "--no-scm", "-q")
     dvc(project, "config", "core.analytics", "false")
-    out = dvc(project, "repro", "prepare@door")
+    result = run_dvc(project, "repro", "prepare@door")
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
     assert "prepare@door: 9 train / 1 test episodes, 300 steps from minari:test/door/random-v0" in out
+    assert f"was read from {door_minari_store / 'test/door/random-v0'}, which DVC does not track" in result.stderr
     meta = json.loads((project / "data/prepared/door/meta.json").read_text())
     assert meta["source"] == "minari:test/door/random-v0" and meta["obs_dim"] == 39
     assert len(meta["train_episode_ids"]) == 9
@@ -44,6 +49,23 @@ def test_dvc_repro_prepare_on_a_minari_dataset(tmp_path, monkeypatch, door_minar
     (project / "params.yaml").write_text(params)
     out = dvc(project, "repro", "prepare@door")
     assert "Running stage 'prepare@door'" in out and "Running stage 'demos@door'" not in out
+
+
+def test_a_minari_dataset_in_data_sources_is_a_dependency_of_prepare(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "empty-user-store"))
+    project = make_project(tmp_path, {"door": "minari:test/door/random-v0"})
+    write_adroit_minari_dataset(project / "data/sources/door", "test/door/random-v0", "door", n_episodes=10, steps=30)
+    dvc(project, "init", "--no-scm", "-q")
+    dvc(project, "config", "core.analytics", "false")
+    result = run_dvc(project, "repro", "prepare@door")
+    assert result.returncode == 0 and "9 train / 1 test episodes, 300 steps" in result.stdout, result.stdout + result.stderr
+    assert "does not track" not in result.stderr
+    assert "changed" not in dvc(project, "status", "prepare@door")
+    shutil.rmtree(project / "data/sources/door/test")
+    write_adroit_minari_dataset(project / "data/sources/door", "test/door/random-v0", "door", n_episodes=10, steps=20, seed=1)
+    status = dvc(project, "status", "prepare@door")  # the same id, rewritten: DVC sees it
+    assert "changed deps" in status and "data/sources/door" in status
+    assert "9 train / 1 test episodes, 200 steps" in dvc(project, "repro", "prepare@door")
 
 
 def test_an_unknown_task_stops_dvc_repro_with_the_known_tasks(tmp_path):

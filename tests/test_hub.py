@@ -24,7 +24,7 @@ import yaml
 from safetensors.numpy import load_file, save_file
 
 from tests.hub_server import HubServer
-from pipeline.artifacts.cards import _model_data, model_card, rl_result
+from pipeline.artifacts.cards import _model_data, card_text, rl_result
 from pipeline.hub import (
     HubError,
     download_artifact,
@@ -50,7 +50,7 @@ def write_artifact(root: Path, seed: int = 0, kind: str = "codebook") -> Path:
     env = "AdroitHandDoor-v1"
     data = _model_data(model_name=f"maq-{kind}-door", tags=["door"], datasets=["maq-test/maq-door-demos"],
                        eval_results=[rl_result(env, "mean_reward", 12.5 + seed), rl_result(env, "success_rate", np.float64(0.75))])
-    (root / "README.md").write_text(model_card(data, f"# MAQ {kind} (seed {seed})\n\nTest artifact."))
+    (root / "README.md").write_text(card_text(data, f"# MAQ {kind} (seed {seed})\n\nTest artifact."))
     return root
 
 

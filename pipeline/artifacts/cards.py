@@ -85,10 +85,6 @@ def card_text(data, body: str, repo_type: str = "model") -> str:
     return str(_card_class(repo_type)(f"---\n{data.to_yaml()}\n---\n\n{body.strip()}\n", ignore_metadata_errors=False))
 
 
-def model_card(data, body: str) -> str:
-    return card_text(data, body)
-
-
 def _model_data(*, model_name: str, tags: Iterable[str], datasets: list[str], eval_results: list, **extra):
     from huggingface_hub import ModelCardData
 
@@ -221,7 +217,7 @@ def codebook_card(codebook, metrics: dict, cfg, meta: dict, digest: str) -> str:
         "## Reproduce",
         f"`dvc repro codebook@{task}` (params: the `codebook` section of params.yaml).",
     ]
-    return model_card(data, "\n".join(lines))
+    return card_text(data, "\n".join(lines))
 
 
 def agent_card(task: str, method: str, seed: int, config, cfg, overrides: dict, meta: dict,
@@ -288,7 +284,7 @@ def agent_card(task: str, method: str, seed: int, config, cfg, overrides: dict, 
         "`load_agent(\"<namespace>/<repo>@<commit sha>\", codebook=...)`; the weights are checked against "
         "`weights_sha256` in config.json, and a MAQ agent refuses a codebook with another hash.",
     ]
-    return model_card(data, "\n".join(lines))
+    return card_text(data, "\n".join(lines))
 
 
 # ---------------------------------------------------------------- published cards (models/publish/<repo>/README.md)
@@ -313,7 +309,7 @@ def publish_codebook_card(codebook_card_path: Path, *, demos_repo: str, reproduc
     """A codebook's card as published: `datasets:` links the demos repo, the provenance closes it."""
     card = _load(codebook_card_path)
     card.data.datasets = [demos_repo]
-    return model_card(card.data, card.text + provenance(reproduce))
+    return card_text(card.data, card.text + provenance(reproduce))
 
 
 def publish_agent_card(agent_card_path: Path, *, env_id: str, summary: dict, report: Mapping[str, Any] | None,
@@ -344,7 +340,7 @@ def publish_agent_card(agent_card_path: Path, *, env_id: str, summary: dict, rep
     if replay:
         body += (f"\n## Replay\n\n`{REPLAY_FILE}`: this agent's first evaluation episodes, rendered by replaying their stored "
                  "actions (the `report` stage's video).\n")
-    return model_card(card.data, body + provenance(reproduce))
+    return card_text(card.data, body + provenance(reproduce))
 
 
 def stamp_code_revision(card_path: Path, revision: str, repo_type: str = "model") -> None:

@@ -4,16 +4,21 @@ A source is a string in params.yaml (`sources.<task>`):
 - `synthetic`            this project's demonstrator output: the Minari dataset
                          `synthetic/<task>/human-v0` in the project's store `data/demos/<task>/`
                          (written by the `demos` stage);
-- `minari:<dataset id>`  a Minari dataset in the local Minari store (`MINARI_DATASETS_PATH`,
-                         default ~/.minari/datasets); downloaded only when allowed;
+- `minari:<dataset id>`  a Minari dataset, read from `data/sources/<task>/` used as a Minari store
+                         (a dependency of `prepare@<task>`, so replacing the dataset re-runs prepare:
+                         `MINARI_DATASETS_PATH=data/sources/<task> minari download <id>`), else from
+                         the user's Minari store (`MINARI_DATASETS_PATH`, default ~/.minari/datasets),
+                         which DVC does not track; downloaded (into `data/sources/<task>/`) only when
+                         allowed;
 - `pkl:<path>`           a pickle in the official MAQ format, loaded with a restricted unpickler;
                          its trajectory ends are time limits (`read_official_ends`). In the DAG
                          the file lives in `data/sources/<task>/`, a dependency of `prepare@<task>`,
                          so replacing it re-runs prepare (`Layout.sources`).
 
 A Minari dataset is named by an id with a version (`D4RL/door/human-v2`): other data is another
-version, so another param value. A dataset rewritten in place under the same id is not noticed;
-run `dvc repro -f prepare@<task>` then.
+version, so another param value. Read from the user's store, a dataset rewritten in place under
+the same id is not noticed (prepare says so when it reads one from there); run
+`dvc repro -s -f prepare@<task>` then, or move the dataset into `data/sources/<task>/`.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ class LoadedSource:
     source: str  # the spec as written in params.yaml
     sha256: str  # content hash of the source files
     description: str  # what the data is, in words (e.g. "synthetic, not human data")
+    untracked: Path | None = None  # where the data was read from when DVC does not track it (the user's Minari store)
 
 
 def parse_source(spec: str) -> tuple[str, str]:
@@ -95,6 +101,15 @@ def require_network(purpose: str) -> None:
 
 def _minari_dataset_dir(store: Path, dataset_id: str) -> Path:
     return store / dataset_id
+
+
+def minari_source_store(dataset_id: str, sources_dir: Path | None) -> Path | None:
+    """The Minari store to read `dataset_id` from: `sources_dir` (tracked by DVC) when the dataset is there or
+    is in no store yet (a download lands there), else None: the user's store, where it is."""
+    if sources_dir is None or (_minari_dataset_dir(sources_dir, dataset_id) / "data").is_dir():
+        return sources_dir
+    with minari_store(None) as user:
+        return None if (_minari_dataset_dir(user, dataset_id) / "data").is_dir() else sources_dir
 
 
 def episodes_from_minari(dataset, task: str | None = None) -> Episodes:
@@ -167,6 +182,7 @@ def load_source(task: str, spec: str, *, synthetic_store: Path, allow_download: 
     kind, ref = parse_source(spec)
     if kind == "pkl" and sources_dir is not None:
         require_tracked_file(task, ref, sources_dir)
+    untracked = None
     try:
         if kind == "synthetic":
             if not synthetic_store.is_dir():
@@ -177,12 +193,17 @@ def load_source(task: str, spec: str, *, synthetic_store: Path, allow_download: 
             episodes, sha = load_minari_source(get_task(task).synthetic_dataset_id, task, synthetic_store, False)
             description = "synthetic demonstrations from this project's human motor-control model (not human data)"
         elif kind == "minari":
-            episodes, sha = load_minari_source(ref, task, None, allow_download)
+            store = minari_source_store(ref, sources_dir)
+            episodes, sha = load_minari_source(ref, task, store, allow_download)
             description = f"Minari dataset {ref}"
+            if store is None and sources_dir is not None:
+                with minari_store(None) as user:
+                    untracked = _minari_dataset_dir(user, ref)  # read from there: DVC does not see it change
         else:
             episodes = Episodes.from_trajectories(read_official_ends(load_pickle_trajectories(ref, task)))
             sha = sha256_file(ref)
             description = f"demonstrations pickle {ref} (official MAQ format)"
     except DemonstrationsError as exc:
         raise DataSourceError(f"demonstrations from {spec!r} are malformed: {exc}") from None
-    return LoadedSource(episodes=episodes, source=spec, sha256=sha, description=description)
+    return LoadedSource(episodes=episodes, source=spec, sha256=sha, description=description,
+                        untracked=untracked)
