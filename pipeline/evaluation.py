@@ -23,8 +23,12 @@ half of the human episode no agent can match.)
   a zero-action agent (so neither trivial agent can score above 0); score 1 is other "people", the
   demonstrator from the same start state with other variability seeds (`ANCHOR_PEOPLE`; synthetic
   data only: `pipeline.demonstrator.dataset.run_episode(person=…)`). Start states are known for synthetic data
-  (the test episode ids are the env reset seeds); for `minari:` and `pkl:` sources they are not
-  recorded in the prepared data, so `paired` refuses them and `both` falls back to `paper`.
+  (the test episode ids are the env reset seeds) and for Minari data that records the env state
+  (`infos["state"]`, as D4RL's Adroit datasets in Minari do; prepare keeps each test episode's first
+  one and the reset restores it). Real data has no other person from the same start state, so its
+  score-1 anchor is each test episode's nearest train episode (another person, another start state;
+  per distance): a stricter bar than a twin from the same start. `pkl:` data records no start states,
+  so `paired` refuses it and `both` falls back to `paper`.
 
 Beside the distances, two measures that do not depend on one distance: a discriminator AUC (a
 classifier telling agent windows from human windows, `metrics.discriminator_auc`; its anchors are
@@ -101,12 +105,14 @@ def episode_seeds(base_seed: int, n_episodes: int) -> list[int]:
     return [200 * base_seed + i for i in range(n_episodes)]
 
 
-def rollout(task: str, policy: ChunkPolicy, seeds: list[int], progress: bool = True) -> list[Trajectory]:
-    """One episode per seed; the env's own time limit ends each episode."""
+def rollout(task: str, policy: ChunkPolicy, seeds: list[int], progress: bool = True,
+            states: list[dict[str, np.ndarray]] | None = None) -> list[Trajectory]:
+    """One episode per seed (started from `states[i]` when given: `reset(options={"initial_state_dict": …})`);
+    the env's own time limit ends each episode."""
     env = make_env(task)
     trajectories = []
-    for seed in tqdm(seeds, desc=f"evaluate {task}", disable=not progress, unit="ep"):
-        obs, _ = env.reset(seed=seed)
+    for i, seed in enumerate(tqdm(seeds, desc=f"evaluate {task}", disable=not progress, unit="ep")):
+        obs, _ = env.reset(seed=seed, options=None if states is None else {"initial_state_dict": states[i]})
         record = {"obs": [], "next_obs": [], "actions": [], "rewards": [], "success": []}
         terminated = truncated = False
         while not (terminated or truncated):
@@ -247,15 +253,29 @@ class PairedUnavailable(ValueError):
     """The data does not record the start states of its human test episodes."""
 
 
-def paired_start_seeds(meta: dict, test: Episodes) -> list[int]:
-    """The env reset seeds that restore each human test episode's start state (synthetic data)."""
-    if meta.get("source") != "synthetic":
+@dataclass(frozen=True)
+class PairedStarts:
+    """Where the paired protocol starts its twin of each human test episode."""
+
+    seeds: list[int]  # env reset seeds: synthetic data's episode ids, which restore the start state
+    states: list[dict[str, np.ndarray]] | None  # real data: the recorded start states, set at the reset; else None
+
+
+def paired_starts(meta: dict, test: Episodes, prepared_dir: str | Path) -> PairedStarts:
+    """The start state of each human test episode: env seeds (synthetic data) or recorded env states."""
+    from pipeline.data.prepare import load_test_start_states
+
+    seeds = [int(i) for i in test.episode_ids]
+    if meta.get("source") == "synthetic":
+        return PairedStarts(seeds, None)
+    states = load_test_start_states(Path(prepared_dir), meta)
+    if states is None:
         raise PairedUnavailable(
             f"the paired protocol needs each human test episode's start state, and the source {meta.get('source')!r} "
-            "does not record it in the prepared data (only `synthetic` does: its episode ids are env seeds); "
+            "does not record it (synthetic data does by its env seeds, Minari data by `infos['state']`); "
             "set `evaluate.protocol: paper`"
         )
-    return [int(i) for i in test.episode_ids]
+    return PairedStarts(seeds, states)
 
 
 def check_paired_starts(trajectories: list[Trajectory], test: Episodes) -> None:
@@ -283,33 +303,47 @@ def demonstrator_trajectories(task: str, seeds: list[int], person: int, progress
     return trajectories
 
 
+def _pair_distances(task: str, dtw: str, obs: np.ndarray, actions: np.ndarray, final_obs: np.ndarray, test: Episodes,
+                    s: slice) -> dict:
+    """The paired distances of one episode (its observations, actions and last next-observation) to test[s]."""
+    pose, distance = list(get_task(task).object_pose), metrics.DTW_METHODS[dtw]
+    return {"dtw_state": distance(obs, test.obs[s]), "dtw_action": distance(actions, test.actions[s]),
+            "object_pose": float(np.linalg.norm(final_obs[pose].astype(np.float64) - test.next_obs[s][-1, pose]))}
+
+
 def paired_distances(task: str, trajectories: list[Trajectory], test: Episodes, dtw: str = "exact") -> list[dict]:
     """Per paired episode: DTW on states and on actions against the human episode from the same start
     state, and the Euclidean distance between the two final object poses (`Task.object_pose`)."""
-    pose = list(get_task(task).object_pose)
-    distance = metrics.DTW_METHODS[dtw]
+    return [{"env_seed": t.seed, "success": metrics.success_final(t.success),
+             **_pair_distances(task, dtw, t.obs, t.actions, t.next_obs[-1], test, s)}
+            for t, s in zip(trajectories, test.episode_slices(), strict=True)]
+
+
+def nearest_human_distances(task: str, train: Episodes, test: Episodes, dtw: str = "exact") -> list[dict]:
+    """Real data's score-1 anchor: per test episode and per distance, the nearest train episode's distance
+    to it (no other person starts where a test episode starts)."""
     rows = []
-    for t, s in zip(trajectories, test.episode_slices(), strict=True):
-        rows.append({
-            "env_seed": t.seed,
-            "success": metrics.success_final(t.success),
-            "dtw_state": distance(t.obs, test.obs[s]),
-            "dtw_action": distance(t.actions, test.actions[s]),
-            "object_pose": float(np.linalg.norm(t.next_obs[-1, pose].astype(np.float64) - test.next_obs[s][-1, pose])),
-        })
+    for s in test.episode_slices():
+        pairs = [_pair_distances(task, dtw, train.obs[r], train.actions[r], train.next_obs[r][-1], test, s)
+                 for r in train.episode_slices()]
+        rows.append({d: min(p[d] for p in pairs) for d in PAIRED_DISTANCES})
     return rows
 
 
-def paired_references(task: str, test: Episodes, meta: dict, dtw: str, progress: bool = True) -> dict:
+def paired_references(task: str, train: Episodes, test: Episodes, starts: PairedStarts, dtw: str, progress: bool = True) -> dict:
     """The paired protocol's anchors, mean over the start states per distance: `random`, `zero`
-    (the two trivial agents), `floor` (the nearer of them: score 0) and `human` (another person: score 1)."""
-    seeds = paired_start_seeds(meta, test)
+    (the two trivial agents), `floor` (the nearer of them: score 0) and `human` (score 1: other people from
+    the same start states for synthetic data, else each test episode's nearest train episode)."""
+    seeds, states = starts.seeds, starts.states
     runs = {
-        "random": [rollout(task, UniformRandomPolicy(test.action_dim, seed=0), seeds, progress)],
-        "zero": [rollout(task, ZeroActionPolicy(test.action_dim), seeds, progress)],
-        "human": [demonstrator_trajectories(task, seeds, person, progress) for person in ANCHOR_PEOPLE],
+        "random": [rollout(task, UniformRandomPolicy(test.action_dim, seed=0), seeds, progress, states)],
+        "zero": [rollout(task, ZeroActionPolicy(test.action_dim), seeds, progress, states)],
     }
-    out = {"start_seeds": seeds, "human_people": list(ANCHOR_PEOPLE)}
+    if states is None:
+        runs["human"] = [demonstrator_trajectories(task, seeds, person, progress) for person in ANCHOR_PEOPLE]
+        out = {"start_seeds": seeds, "human_people": list(ANCHOR_PEOPLE)}
+    else:
+        out = {"start_seeds": seeds, "human_people": [], "human_anchor": "nearest train episode"}
     for name, groups in runs.items():
         rows = []
         for trajectories in groups:
@@ -317,6 +351,11 @@ def paired_references(task: str, test: Episodes, meta: dict, dtw: str, progress:
             rows += paired_distances(task, trajectories, test, dtw)
         out[name] = {d: float(np.mean([r[d] for r in rows])) for d in PAIRED_DISTANCES}
         out[f"{name}_success_rate"] = float(np.mean([r["success"] for r in rows]))
+    if states is not None:
+        rows = nearest_human_distances(task, train, test, dtw)
+        out["human"] = {d: float(np.mean([r[d] for r in rows])) for d in PAIRED_DISTANCES}
+        out["human_success_rate"] = (None if train.success is None else
+                                     float(np.mean([metrics.success_final(train.success[r]) for r in train.episode_slices()])))
     out["floor"] = {d: min(out["random"][d], out["zero"][d]) for d in PAIRED_DISTANCES}
     return out
 
@@ -440,7 +479,7 @@ def run_references(task: str, cfg, prepared_dir: str | Path, out_path: str | Pat
                   "distances": similarity_references(task, train, test, random_trajectories, progress, cfg.dtw), "paired": None}
     if cfg.protocol != "paper":
         try:
-            references["paired"] = paired_references(task, test, meta, cfg.dtw, progress)
+            references["paired"] = paired_references(task, train, test, paired_starts(meta, test, prepared_dir), cfg.dtw, progress)
         except PairedUnavailable as e:
             if cfg.protocol == "paired":
                 raise
@@ -488,7 +527,7 @@ def run_evaluate(task: str, method: str, seed: int, cfg, *, agent_dir: str | Pat
     references = load_references(references_path, cfg)
     if cfg.protocol != "paper" and references["paired"] is None:
         if cfg.protocol == "paired":
-            paired_start_seeds(meta, test)  # raises with the reason
+            paired_starts(meta, test, prepared_dir)  # raises with the reason
             raise ValueError(f"{references_path} has no paired anchors; re-run `dvc repro references`")
         print(f"evaluate {task}/{method}/seed{seed}: paper protocol only (the data has no paired start states)")
     policy = AgentPolicy(agent, codebook)
@@ -501,7 +540,8 @@ def run_evaluate(task: str, method: str, seed: int, cfg, *, agent_dir: str | Pat
         summary |= paper | similarity_scores(paper, references["distances"])
         files[""] = rows, trajectories
     if cfg.protocol != "paper" and references["paired"] is not None:
-        trajectories = rollout(task, policy, references["paired"]["start_seeds"], progress)
+        trajectories = rollout(task, policy, references["paired"]["start_seeds"], progress,
+                               paired_starts(meta, test, prepared_dir).states)
         check_paired_starts(trajectories, test)
         rows = paired_distances(task, trajectories, test, cfg.dtw)
         summary |= paired_summary(rows, references["paired"])

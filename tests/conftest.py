@@ -17,7 +17,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def write_adroit_minari_dataset(store: Path, dataset_id: str, task: str, n_episodes: int, steps: int, seed: int = 0) -> None:
     """A real Minari dataset of `n_episodes` short episodes of an Adroit env (smooth random actions),
-    cut by our own time limit after `steps` steps, with per-step success flags."""
+    cut by our own time limit after `steps` steps, with per-step success flags and, as Minari's D4RL Adroit
+    datasets have, the env state (`get_env_state()`) at the reset and after every step in `infos["state"]`."""
     import minari
     from minari.data_collector import EpisodeBuffer
 
@@ -29,7 +30,7 @@ def write_adroit_minari_dataset(store: Path, dataset_id: str, task: str, n_episo
     buffers = []
     for i in range(n_episodes):
         obs, _ = env.reset(seed=seed + i)
-        observations, actions, rewards, success = [obs], [], [], []
+        observations, actions, rewards, success, states = [obs], [], [], [], [env.unwrapped.get_env_state()]
         action = rng.uniform(-0.3, 0.3, env.action_space.shape)
         for _ in range(steps):
             action = np.clip(0.9 * action + 0.1 * rng.uniform(-1, 1, env.action_space.shape), -1, 1).astype(np.float32)
@@ -38,6 +39,7 @@ def write_adroit_minari_dataset(store: Path, dataset_id: str, task: str, n_episo
             actions.append(action)
             rewards.append(reward)
             success.append(bool(info["success"]))
+            states.append(env.unwrapped.get_env_state())
         buffers.append(
             EpisodeBuffer(
                 id=i,
@@ -47,7 +49,7 @@ def write_adroit_minari_dataset(store: Path, dataset_id: str, task: str, n_episo
                 rewards=np.array(rewards),
                 terminations=np.zeros(steps, bool),
                 truncations=np.arange(steps) == steps - 1,
-                infos={"success": np.array(success)},
+                infos={"success": np.array(success), "state": {k: np.array([s[k] for s in states]) for k in states[0]}},
             )
         )
     with minari_store(store):

@@ -249,12 +249,17 @@ def test_parse_source():
 
 
 def test_minari_source_reads_episodes_with_success_flags(door_minari_store):
-    episodes, sha = load_minari_source("test/door/random-v0", "door", door_minari_store, allow_download=False)
+    episodes, sha, starts = load_minari_source("test/door/random-v0", "door", door_minari_store, allow_download=False)
     assert episodes.n_episodes == 10 and episodes.lengths.tolist() == [30] * 10
     assert episodes.obs.shape == (300, 39) and episodes.actions.shape == (300, 28)
     np.testing.assert_array_equal(episodes.obs[1:30], episodes.next_obs[:29])  # consecutive steps
     assert episodes.success is not None and episodes.truncations.sum() == 10
     assert len(sha) == 64
+    assert {k: v.shape for k, v in starts.items()} == {"door_body_pos": (10, 3), "qpos": (10, 30), "qvel": (10, 30)}
+    env = make_env("door")  # each start state restores its episode's first observation
+    for i, s in enumerate(episodes.episode_slices()):
+        obs, _ = env.reset(seed=99, options={"initial_state_dict": {k: v[i] for k, v in starts.items()}})
+        np.testing.assert_allclose(obs, episodes.obs[s][0], atol=1e-6)
 
 
 def test_missing_minari_dataset_fails_fast_with_instructions(tmp_path):

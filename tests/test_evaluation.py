@@ -127,11 +127,12 @@ def paired_door():
 
 def test_paired_anchors_put_trivial_agents_at_zero_and_other_people_near_one(paired_door):
     from pipeline.evaluation import (
-        PAIRED_DISTANCES, ZeroActionPolicy, demonstrator_trajectories, paired_distances, paired_references, paired_summary,
+        PAIRED_DISTANCES, PairedStarts, ZeroActionPolicy, demonstrator_trajectories, paired_distances, paired_references,
+        paired_summary,
     )
 
     test, meta = paired_door
-    refs = paired_references("door", test, meta, "exact", progress=False)
+    refs = paired_references("door", test, test, PairedStarts([0, 1, 2], None), "exact", progress=False)
     assert refs["start_seeds"] == [0, 1, 2]
     for d in PAIRED_DISTANCES:
         assert refs["floor"][d] == min(refs["random"][d], refs["zero"][d]) > refs["human"][d]
@@ -155,12 +156,44 @@ def test_paired_episodes_start_where_the_humans_started_or_fail(paired_door):
         check_paired_starts(rollout("door", UniformRandomPolicy(28, seed=0), [5, 1, 2], progress=False), test)
 
 
-def test_paired_protocol_refuses_data_without_start_states(paired_door):
-    from pipeline.evaluation import PairedUnavailable, paired_start_seeds
+def test_paired_protocol_refuses_data_without_start_states(paired_door, tmp_path):
+    from pipeline.evaluation import PairedUnavailable, paired_starts
 
     test, _ = paired_door
     with pytest.raises(PairedUnavailable, match="evaluate.protocol: paper"):
-        paired_start_seeds({"source": "minari:D4RL/door/human-v2"}, test)
+        paired_starts({"source": "pkl:data/sources/door/demos.pkl"}, test, tmp_path)
+
+
+def test_paired_protocol_on_minari_data_starts_from_the_recorded_states(tmp_path, monkeypatch, door_minari_store):
+    """Real data (a Minari dataset with `infos["state"]`, as D4RL's): prepare keeps each test episode's start
+    state, the paired anchors start there, and the human anchor is each test episode's nearest train episode."""
+    from pipeline.config import PrepareConfig
+    from pipeline.data.prepare import write_prepared
+    from pipeline.data.sources import load_source
+    from pipeline import metrics
+    from pipeline.evaluation import (
+        PAIRED_DISTANCES, ZeroActionPolicy, check_paired_starts, human_splits, paired_references, paired_starts,
+    )
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(door_minari_store))
+    loaded = load_source("door", "minari:test/door/random-v0", synthetic_store=tmp_path / "unused")
+    write_prepared("door", loaded, PrepareConfig(test_fraction=0.2, split_seed=1, allow_download=False), tmp_path / "door")
+    train, test, meta = human_splits("door", tmp_path / "door")
+    starts = paired_starts(meta, test, tmp_path / "door")
+    assert starts.seeds == test.episode_ids.tolist() and len(starts.states) == test.n_episodes == 2
+    assert set(starts.states[0]) == {"door_body_pos", "qpos", "qvel"}
+    # the reset seed alone does not restore them (the fixture's episode i was reset with seed i): the states do
+    with pytest.raises(RuntimeError, match="does not start where"):
+        check_paired_starts(rollout("door", ZeroActionPolicy(28), [s + 1 for s in starts.seeds], progress=False), test)
+    check_paired_starts(rollout("door", ZeroActionPolicy(28), [s + 1 for s in starts.seeds], False, starts.states), test)
+    refs = paired_references("door", train, test, starts, "exact", progress=False)
+    assert refs["human_people"] == [] and refs["human_anchor"] == "nearest train episode"
+    for d in PAIRED_DISTANCES:  # the mean over test episodes of the minimum over train episodes, per distance
+        assert 0 < refs["human"][d] and refs["floor"][d] == min(refs["random"][d], refs["zero"][d])
+    dtw = metrics.DTW_METHODS["exact"]
+    nearest = [min(dtw(train.obs[r], test.obs[s]) for r in train.episode_slices()) for s in test.episode_slices()]
+    assert refs["human"]["dtw_state"] == pytest.approx(np.mean(nearest))
+    assert refs["human_success_rate"] is not None
 
 
 def test_another_person_starts_in_the_same_state_and_moves_differently():

@@ -43,8 +43,8 @@ class NearIdlePolicy:
 def paired_table(task: str, prepared: Path, people: list[int], dtw: str) -> list[tuple[str, dict]]:
     from pipeline import evaluation as ev
 
-    _, test, meta = ev.human_splits(task, prepared)
-    refs = ev.paired_references(task, test, meta, dtw, progress=False)
+    train, test, meta = ev.human_splits(task, prepared)
+    refs = ev.paired_references(task, train, test, ev.paired_starts(meta, test, prepared), dtw, progress=False)
     seeds, A = refs["start_seeds"], test.action_dim
     agents = {
         "random agent (seed 7)": ev.rollout(task, ev.UniformRandomPolicy(A, seed=7), seeds, progress=False),

@@ -4,7 +4,9 @@ Output directory (`data/prepared/<task>/`):
 - `train.safetensors`, `test.safetensors`  `Episodes` of each split (see pipeline.data.episodes);
 - `meta.json`   source and its content hash, sizes, D4RL references, split seed and episode ids,
                 observation/action mean and std of the train split;
-- `README.md`   the dataset card (pipeline.artifacts.cards.dataset_card): episodes, steps, returns, lengths, success.
+- `README.md`   the dataset card (pipeline.artifacts.cards.dataset_card): episodes, steps, returns, lengths, success;
+- `start_states.safetensors`  only for a source that records env states (Minari's D4RL data): each test episode's
+                start state, per env-state key (`load_test_start_states`), for the paired protocol.
 The test split is the human reference that evaluation compares agents with.
 """
 
@@ -24,6 +26,7 @@ from pipeline.data.sources import LoadedSource
 from pipeline.tasks import get_task
 
 STD_FLOOR = 1e-6  # stored stds are floored so constant features can be divided by them
+START_STATES_FILE = "start_states.safetensors"
 
 
 def split_episodes(n_episodes: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -96,12 +99,18 @@ def write_prepared(task: str, loaded: LoadedSource, cfg: PrepareConfig, out_dir:
         "train": _summary(train),
         "test": _summary(test),
     }
+    if loaded.start_states is not None:  # real data that records env states: the paired protocol can restore them
+        meta["test_start_states"] = START_STATES_FILE
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
     try:
         train.save(staging / "train.safetensors")
         test.save(staging / "test.safetensors")
+        if loaded.start_states is not None:
+            from safetensors.numpy import save_file
+
+            save_file({k: np.ascontiguousarray(v[test_idx]) for k, v in loaded.start_states.items()}, staging / START_STATES_FILE)
         (staging / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
         (staging / "README.md").write_text(dataset_card(task, meta))
         if out_dir.exists():
@@ -110,6 +119,17 @@ def write_prepared(task: str, loaded: LoadedSource, cfg: PrepareConfig, out_dir:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return meta
+
+
+def load_test_start_states(task_dir: Path, meta: dict) -> list[dict[str, np.ndarray]] | None:
+    """The env state each test episode starts from (`env.reset(options={"initial_state_dict": s})`), in test order,
+    where the source records them (`minari_start_states`); None otherwise."""
+    if "test_start_states" not in meta:
+        return None
+    from safetensors.numpy import load_file
+
+    stacked = load_file(Path(task_dir) / meta["test_start_states"])
+    return [{k: v[i] for k, v in stacked.items()} for i in range(len(meta["test_episode_ids"]))]
 
 
 def load_prepared(task_dir: Path) -> tuple[Episodes, Episodes, dict]:

@@ -54,6 +54,7 @@ class LoadedSource:
     sha256: str  # content hash of the source files
     description: str  # what the data is, in words (e.g. "synthetic, not human data")
     untracked: Path | None = None  # where the data was read from when DVC does not track it (the user's Minari store)
+    start_states: dict[str, np.ndarray] | None = None  # per env-state key, (E, ·): each episode's start (`minari_start_states`)
 
 
 def parse_source(spec: str) -> tuple[str, str]:
@@ -112,6 +113,28 @@ def minari_source_store(dataset_id: str, sources_dir: Path | None) -> Path | Non
         return None if (_minari_dataset_dir(user, dataset_id) / "data").is_dir() else sources_dir
 
 
+def minari_start_states(dataset) -> dict[str, np.ndarray] | None:
+    """Each episode's start state, stacked per key ((E, ·), in episode order), where the dataset records the env
+    state at every step: `infos["state"]`, the dict of `env.get_env_state()` at the reset and after each step (T + 1
+    entries), which is what Minari's D4RL Adroit datasets hold. `env.reset(options={"initial_state_dict": s})`
+    restores it. None when the dataset records no states (then the paired protocol is unavailable)."""
+    starts = []
+    for episode in dataset.iterate_episodes():
+        state = (episode.infos or {}).get("state")
+        if not isinstance(state, dict) or not state:
+            return None
+        T = len(episode.actions)
+        for key, values in state.items():
+            if len(values) != T + 1:
+                raise DataSourceError(
+                    f"infos['state'][{key!r}] of episode {episode.id} has {len(values)} entries, not {T + 1} (the reset's "
+                    "and one per step), so the episode's start state cannot be told from it")
+        starts.append({key: np.asarray(values[0], dtype=np.float64) for key, values in state.items()})
+    if any(s.keys() != starts[0].keys() for s in starts):
+        raise DataSourceError("the episodes' infos['state'] have different keys; cannot stack their start states")
+    return {key: np.stack([s[key] for s in starts]) for key in sorted(starts[0])}
+
+
 def episodes_from_minari(dataset, task: str | None = None) -> Episodes:
     """Convert a loaded `minari.MinariDataset` to validated `Episodes`.
 
@@ -142,8 +165,10 @@ def episodes_from_minari(dataset, task: str | None = None) -> Episodes:
     return Episodes.from_trajectories(validate_trajectories(trajectories, task), episode_ids=ids)
 
 
-def load_minari_source(dataset_id: str, task: str | None, store: Path | None, allow_download: bool) -> tuple[Episodes, str]:
-    """Episodes of a Minari dataset from the local store (downloading it only if allowed)."""
+def load_minari_source(dataset_id: str, task: str | None, store: Path | None, allow_download: bool,
+                       ) -> tuple[Episodes, str, dict[str, np.ndarray] | None]:
+    """Episodes, content hash and start states (`minari_start_states`) of a Minari dataset from the local store
+    (downloading it only if allowed)."""
     import minari
 
     with minari_store(store) as root:
@@ -161,7 +186,7 @@ def load_minari_source(dataset_id: str, task: str | None, store: Path | None, al
             dataset = minari.load_dataset(dataset_id)
         except Exception as exc:
             raise DataSourceError(f"Minari dataset {dataset_id!r} in {root} cannot be read ({exc}); re-download it") from exc
-        return episodes_from_minari(dataset, task), sha256_tree(dataset_dir)
+        return episodes_from_minari(dataset, task), sha256_tree(dataset_dir), minari_start_states(dataset)
 
 
 def require_tracked_file(task: str, ref: str, sources_dir: Path) -> None:
@@ -182,7 +207,7 @@ def load_source(task: str, spec: str, *, synthetic_store: Path, allow_download: 
     kind, ref = parse_source(spec)
     if kind == "pkl" and sources_dir is not None:
         require_tracked_file(task, ref, sources_dir)
-    untracked = None
+    untracked = start_states = None
     try:
         if kind == "synthetic":
             if not synthetic_store.is_dir():
@@ -190,11 +215,11 @@ def load_source(task: str, spec: str, *, synthetic_store: Path, allow_download: 
                     f"no synthetic demonstrations in {synthetic_store}; run `dvc repro demos@{task}` "
                     f"(or `maq data generate --task {task}`) first"
                 )
-            episodes, sha = load_minari_source(get_task(task).synthetic_dataset_id, task, synthetic_store, False)
+            episodes, sha, _ = load_minari_source(get_task(task).synthetic_dataset_id, task, synthetic_store, False)  # seeds restore its starts
             description = "synthetic demonstrations from this project's human motor-control model (not human data)"
         elif kind == "minari":
             store = minari_source_store(ref, sources_dir)
-            episodes, sha = load_minari_source(ref, task, store, allow_download)
+            episodes, sha, start_states = load_minari_source(ref, task, store, allow_download)
             description = f"Minari dataset {ref}"
             if store is None and sources_dir is not None:
                 with minari_store(None) as user:
@@ -206,4 +231,4 @@ def load_source(task: str, spec: str, *, synthetic_store: Path, allow_download: 
     except DemonstrationsError as exc:
         raise DataSourceError(f"demonstrations from {spec!r} are malformed: {exc}") from None
     return LoadedSource(episodes=episodes, source=spec, sha256=sha, description=description,
-                        untracked=untracked)
+                        untracked=untracked, start_states=start_states)
