@@ -27,7 +27,8 @@ half of the human episode no agent can match.)
   (`infos["state"]`, as D4RL's Adroit datasets in Minari do; prepare keeps each test episode's first
   one and the reset restores it). Real data has no other person from the same start state, so its
   score-1 anchor is each test episode's nearest train episode (another person, another start state;
-  per distance): a stricter bar than a twin from the same start. `pkl:` data records no start states,
+  per distance), farther than a twin from the same start would be, so scores above 1 are possible
+  and mean closer than any other human episode. `pkl:` data records no start states,
   so `paired` refuses it and `both` falls back to `paper`.
 
 Beside the distances, two measures that do not depend on one distance: a discriminator AUC (a
