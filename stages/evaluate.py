@@ -2,8 +2,9 @@
 
     python -m stages.evaluate --task door --method maq_iql
 
-One process for all seeds (as `finetune`), each seed evaluated on its own by `evaluate.protocol`
-(pipeline/evaluation.py): paper, episode i of seed s uses env seed 200·s + i; paired, one episode
+Each seed is evaluated on its own by `evaluate.protocol` (pipeline/evaluation.py), the seeds side by
+side in forked processes, one per CPU core (a seed's evaluation is the same computation in any process,
+so its outputs do not depend on how many run at once): paper, episode i of seed s uses env seed 200·s + i; paired, one episode
 from each human test episode's start state; deterministic actions, the D4RL reward. Reads
 models/agents/<task>/<method>/seed<s>/ (and models/codebooks/<task>/ for MAQ methods), the human
 test split of data/prepared/<task>/ and data/references/<task>/references.json; writes
@@ -14,6 +15,10 @@ twins, summary.json) and metrics/evaluate/<task>/<method>/seed<s>.json.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 
 from pipeline.artifacts.layout import Layout
 from pipeline.config import load_params
@@ -30,11 +35,18 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     task, method = get_task(args.task).name, args.method
     params = load_params()
-    for seed in params.seeds:
-        evaluate_seed(task, method, seed, params.evaluate)
+    processes = min(len(params.seeds), len(os.sched_getaffinity(0)))
+    evaluate = partial(evaluate_seed, task, method, cfg=params.evaluate)
+    if processes == 1:
+        lines = [evaluate(seed) for seed in params.seeds]
+    else:  # fork: the children inherit the imports and the pinned numerics (pipeline/numerics.py)
+        with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork")) as pool:
+            lines = list(pool.map(evaluate, params.seeds))
+    print("\n".join(lines))
 
 
-def evaluate_seed(task: str, method: str, seed: int, cfg) -> None:
+def evaluate_seed(task: str, method: str, seed: int, cfg) -> str:
+    """Evaluate one seed's agent and write its outputs; returns the line the stage prints for it."""
     layout = Layout()
     s = run_evaluate(
         task, method, seed, cfg,
@@ -47,7 +59,7 @@ def evaluate_seed(task: str, method: str, seed: int, cfg) -> None:
     )
     shown = {"normalized score": "normalized_score_mean", "success": "success_rate", "DTW similarity": "dtw_state_mean_similarity",
              "paired DTW similarity": "paired_dtw_state_similarity", "discriminator AUC": "discriminator_auc", "jerk ratio": "action_jerk_ratio"}
-    print(f"evaluate {task}/{method}/seed{seed}: " + ", ".join(f"{name} {s[key]:.2f}" for name, key in shown.items() if s.get(key) is not None))
+    return (f"evaluate {task}/{method}/seed{seed}: " + ", ".join(f"{name} {s[key]:.2f}" for name, key in shown.items() if s.get(key) is not None))
 
 
 if __name__ == "__main__":

@@ -223,6 +223,47 @@ def test_dataset_id_is_labelled_synthetic():
         assert get_task(name).synthetic_dataset_id.startswith("synthetic/")
 
 
+# --- relocate: its plan executed with motor noise and feedback ----------------------------------
+
+
+def test_motor_noise_grows_with_the_planned_speed():
+    from pipeline.demonstrator.variability import MOTOR_NOISE_S, HumanVariability
+
+    speed = np.zeros((4000, 3))
+    speed[:, 1], speed[:, 2] = 1.0, 2.0  # joint 0 holds still
+    noise = HumanVariability(np.random.default_rng(0)).motor_noise(speed, dt=0.01)
+    assert np.all(noise[:, 0] == 0.0)
+    assert noise[:, 1].std() == pytest.approx(MOTOR_NOISE_S, rel=0.15)  # unit-SD smooth noise × MOTOR_NOISE_S × speed
+    assert noise[:, 2].std() == pytest.approx(2 * MOTOR_NOISE_S, rel=0.15)
+    assert np.diff(noise[:, 1]).std() < 0.2 * noise[:, 1].std()  # smooth: white noise would change by √2 × its SD per step
+
+
+def test_relocate_arm_feedback_pulls_a_displaced_arm_back_to_its_reference():
+    """relocate-0.3 executes its plan with feedback on the arm (FeedbackPolicy): displace the arm's forward
+    slide 1 cm mid-reach and its command drops by the feedback gain × 1 cm; no other command changes."""
+    from pipeline.demonstrator.base import ARM_FEEDBACK_GAIN, FeedbackPolicy
+    from pipeline.demonstrator.dataset import demonstration_env
+
+    env = demonstration_env("relocate")
+    obs, _ = env.reset(seed=0)
+    policy = get_demonstrator("relocate").start(env, np.random.default_rng(0))
+    assert isinstance(policy, FeedbackPolicy)
+    for _ in range(30):  # into the reach
+        obs, *_ = env.step(policy.act(obs))
+    planned = policy.act(obs)
+    policy.t -= 1
+    slide = policy.arm_qpos[2]  # ARTz
+    env.unwrapped.data.qpos[slide] += 0.01
+    displaced = policy.act(obs)
+    actuator = policy.arm_actuators[2]
+    expected = -ARM_FEEDBACK_GAIN * 0.01 / env.unwrapped.act_rng[actuator]
+    assert abs(planned[actuator]) < 0.9  # not at a bound, where clipping would hide the change
+    assert displaced[actuator] - planned[actuator] == pytest.approx(expected, rel=1e-4)
+    others = np.arange(len(planned)) != actuator
+    np.testing.assert_array_equal(displaced[others], planned[others])
+    env.close()
+
+
 # --- door, hammer, pen: one seeded episode each -------------------------------------------------
 
 EPISODE_SEEDS = {"door": 0, "hammer": 0, "pen": 1}  # pen seed 1: a goal near a practised skill, planned in well under a second

@@ -7,7 +7,10 @@ generator, so an episode is a pure function of its seed.
 
 `HandTracker` is the shared motor pipeline: a Cartesian palm path and a finger joint path →
 IK for the arm and wrist (warm-started, one solve per step) → joint reference → actuator
-inversion with inverse-dynamics feed-forward → actions in [−1, 1].
+inversion with inverse-dynamics feed-forward → actions in [−1, 1]. Played as planned
+(`OpenLoopPolicy`), or executed the way a person executes a plan (`FeedbackPolicy`): with motor
+noise that grows with the planned speed, and a feedback correction of the arm's deviation from
+its reference.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ ARM_JOINTS = {  # arm joints the IK moves (the palm in Cartesian space), per tas
     "relocate": ["ARTx", "ARTy", "ARTz", "ARRx", "ARRy", "ARRz"],
     "door": ["ARTz", "ARRx", "ARRy", "ARRz"],
 }
+ARM_FEEDBACK_GAIN = 1.0  # ctrl per unit of the arm's deviation from its reference: its stiffness 200 → 700 N/m
 HAND_JOINTS = [  # wrist and fingers: planned in joint space
     "WRJ1", "WRJ0", "FFJ3", "FFJ2", "FFJ1", "FFJ0", "MFJ3", "MFJ2", "MFJ1", "MFJ0", "RFJ3", "RFJ2", "RFJ1", "RFJ0",
     "LFJ4", "LFJ3", "LFJ2", "LFJ1", "LFJ0", "THJ4", "THJ3", "THJ2", "THJ1", "THJ0",
@@ -92,6 +96,50 @@ class HandTracker:
             self.ik_data.qpos[:] = self.env.data.qpos  # the second IK pass warm-starts from the same pose
         return self.inverter.actions_for(self.reference(palm, fingers), self.dt, planned)
 
+    def feedback_policy(self, palm: np.ndarray, fingers: np.ndarray, planned_palm: np.ndarray,
+                        human: HumanVariability) -> FeedbackPolicy:
+        """The plan of `actions` (same references, same feed-forward), executed with `human`'s motor noise on the
+        arm joints, scaled by their planned speed, and the arm's feedback (`FeedbackPolicy`)."""
+        planned = self.reference(planned_palm, fingers)
+        self.ik_data.qpos[:] = self.env.data.qpos
+        reference = self.reference(palm, fingers)
+        actions = self.inverter.actions_for(reference, self.dt, planned)
+        speed = np.abs(np.gradient(planned[:, self.arm_qpos], self.dt, axis=0))  # (T, arm joints)
+        return FeedbackPolicy(self, actions, reference[:, self.arm_qpos], human.motor_noise(speed, self.dt))
+
+
+class FeedbackPolicy:
+    """Executes planned actions (T, A) as a person executes a plan: on each arm actuator the control gets
+    `noise` (T, arm joints; the execution error, in joint units) plus `gain` × the arm's deviation from
+    its reference now. The feedback stiffens the arm (force = g·ctrl − b·q, actuation.py), so the noise
+    is scaled by (b + g·gain) / g: an error of `noise` is where it alone would settle the joint.
+
+    Open-loop plans give demonstrations in which the arm's state and its action move in lockstep; a
+    codebook decoder trained on them learns to follow the arm rather than the plan, and a lag of the
+    arm then persists when codes are replayed (issue 17: relocate's replay ceiling 0.18 open loop).
+    Here the data shows deviations, and actions that undo them."""
+
+    def __init__(self, tracker: HandTracker, actions: np.ndarray, arm_reference: np.ndarray, noise: np.ndarray,
+                 gain: float = ARM_FEEDBACK_GAIN):
+        inv = tracker.inverter
+        self.data, self.arm_qpos = tracker.env.data, tracker.arm_qpos
+        self.arm_actuators = np.array([int(np.flatnonzero(inv.qpos_adr == q)[0]) for q in tracker.arm_qpos])
+        gain_, bias = inv.gain[self.arm_actuators], inv.bias[self.arm_actuators]
+        self.actions, self.gain = actions, gain
+        self.noise_ctrl = noise * (bias + gain_ * gain) / gain_  # (T, arm joints)
+        self.act_rng = inv.act_rng[self.arm_actuators]
+        # the reference at the start of step t: the reset pose for t = 0, then row t − 1 (row t is for (t + 1)·dt)
+        self.reference_now = np.concatenate([self.data.qpos[self.arm_qpos][None], arm_reference[:-1]])
+        self.t = 0
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        t = min(self.t, len(self.actions) - 1)
+        self.t += 1
+        deviation = self.reference_now[t] - self.data.qpos[self.arm_qpos]
+        action = self.actions[t].astype(np.float64)
+        action[self.arm_actuators] += (self.gain * deviation + self.noise_ctrl[t]) / self.act_rng
+        return np.clip(action, -1.0, 1.0).astype(np.float32)
+
 
 class OpenLoopPolicy:
     """Plays a precomputed action sequence (the plan was made from the scene at reset)."""
@@ -111,4 +159,4 @@ def step_times(env: gym.Env, steps: int) -> np.ndarray:
     return (np.arange(steps) + 1) * float(env.unwrapped.dt)
 
 
-__all__ = ["Demonstrator", "Policy", "HandTracker", "OpenLoopPolicy", "HumanVariability", "hand_pose", "step_times"]
+__all__ = ["Demonstrator", "Policy", "HandTracker", "FeedbackPolicy", "OpenLoopPolicy", "HumanVariability", "hand_pose", "step_times"]

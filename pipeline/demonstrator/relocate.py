@@ -14,10 +14,23 @@ The feed-forward anticipates the planned path (with drift), not the tremor: a 10
 tremor asks the vertical slide for ±0.3 of its command range if anticipated, 0.003 if the arm's
 stiffness carries it, as a person's limb does.
 
+The plan is executed as a person executes one (`FeedbackPolicy`, relocate-0.3): the arm's commands
+carry signal-dependent motor noise (SD 0.02 s × the planned joint speed, smooth) and a feedback
+correction of the arm's deviation from its reference (gain 1.0: stiffness 200 → 700 N/m). Played
+open loop (relocate-0.2), the arm's state and its command moved in lockstep in every demonstration,
+and the codebook's decoder learned to follow the arm: a lag of the forward slide (5–8 cm by step 60)
+persisted when the demos' own codes were replayed, and the grasp missed. Replay ceiling (train /
+test demos, H=9 K=16, codebook seeds 0–3 on the same 25 demos): relocate-0.2 0.18 / 0.00,
+0.14 / 0.00, 0.23 / 0.33 (seeds 0–2); relocate-0.3 0.27 / 0.00, 0.77 / 1.00, 0.32 / 0.67,
+0.50 / 0.67. The grasp itself tolerates little: with feedback gain 0.4, smooth arm noise of a constant 1 cm
+drops success to 30% on 10 seeds (on the forward slide ARTz alone 50%, sideways ARTx 70%, vertical
+ARTy 90%); 3 mm keeps 90%. Noise that grows with speed is large in the reach and small at the grasp.
+
 Measured (python -m pipeline.benchmarks.demonstrator --tasks relocate, seeds 1000–1099, unseen):
-100% success at the end of the episode, 88% by D4RL's hold rule (success from step ~149),
-action jerk 24,550× below random actions, no bang-bang dim, ~1 s per episode (two IK passes).
-Version 0.1 (0.15 s descent, anticipated tremor): 97% / 100%, 9,115×, bang-bang in 47% of episodes.
+96% success at the end of the episode, 83% by D4RL's hold rule (success from step ~149),
+action jerk 24,543× below random actions, no bang-bang dim, ~1 s per episode (two IK passes).
+relocate-0.2 (open loop): 100% / 88%, 24,550×. Version 0.1 (0.15 s descent, anticipated tremor):
+97% / 100%, 9,115×, bang-bang in 47% of episodes.
 """
 
 from __future__ import annotations
@@ -25,7 +38,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from pipeline.demonstrator.base import HandTracker, OpenLoopPolicy, hand_pose, step_times
+from pipeline.demonstrator.base import FeedbackPolicy, HandTracker, hand_pose, step_times
 from pipeline.demonstrator.minjerk import Keyframe, sample_plan
 from pipeline.demonstrator.variability import HumanVariability
 
@@ -54,9 +67,9 @@ POWER_GRASP = hand_pose(
 
 class RelocateDemonstrator:
     task = "relocate"
-    version = "relocate-0.2"
+    version = "relocate-0.3"
 
-    def start(self, env: gym.Env, rng: np.random.Generator) -> OpenLoopPolicy:
+    def start(self, env: gym.Env, rng: np.random.Generator) -> FeedbackPolicy:
         u = env.unwrapped
         human = HumanVariability(rng)
         tracker = HandTracker(env, self.task)
@@ -86,4 +99,4 @@ class RelocateDemonstrator:
         planned = sample_plan(keys, times, cartesian=True) + human.drift(times)
         palm = planned + tremor
         fingers = sample_plan(fkeys, times)
-        return OpenLoopPolicy(tracker.actions(palm, fingers, planned_palm=planned))
+        return tracker.feedback_policy(palm, fingers, planned, human)

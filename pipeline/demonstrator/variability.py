@@ -8,7 +8,9 @@ sources of trial-to-trial variability so that the demonstrations spread the way 
 - transport time from Fitts' law, `MT = a + b log2(2D / W)`;
 - scatter of grasp and end points, 3–10 mm;
 - physiological tremor: 8–12 Hz, about 0.7 mm, slowly amplitude-modulated;
-- slow postural drift: an Ornstein–Uhlenbeck process, low-passed so the actions stay smooth.
+- slow postural drift: an Ornstein–Uhlenbeck process, low-passed so the actions stay smooth;
+- signal-dependent motor noise (Harris & Wolpert 1998): an execution error whose size grows with the
+  planned speed, smooth (low-passed, σ 50 ms), which the demonstrator's feedback then corrects.
 
 Everything is a pure function of the generator, so an episode is reproducible from its seed.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.ndimage import gaussian_filter1d
 
 REACTION_DELAY_S = (0.06, 0.18)
 DURATION_LOG_SD = 0.15
@@ -28,6 +31,8 @@ DRIFT_SD_M = 0.002
 DRIFT_TIME_CONSTANT_S = 0.5
 FITTS_A_S = 0.15  # Fitts' law intercept (s)
 FITTS_B_S = 0.10  # Fitts' law slope (s per bit)
+MOTOR_NOISE_S = 0.02  # SD of the execution error per unit of planned joint speed (m per m/s, rad per rad/s)
+MOTOR_NOISE_SMOOTHING_S = 0.05  # σ of the Gaussian low-pass of that noise
 
 
 @dataclass
@@ -83,3 +88,15 @@ class HumanVariability:
                 y = y + alpha * (ou[i] - y)
                 ou[i] = y
         return ou - ou[0]  # start from the planned point; drift accumulates from there
+
+    def motor_noise(self, speed: np.ndarray, dt: float) -> np.ndarray:
+        """Signal-dependent execution error (T, J), in joint units: per joint, smooth unit-SD Gaussian noise
+        (white noise low-passed with σ = `MOTOR_NOISE_SMOOTHING_S`) times `MOTOR_NOISE_S` × the planned
+        joint speed `speed` (T, J). Large during a fast reach, nothing while the plan holds still."""
+        speed = np.asarray(speed, dtype=np.float64)
+        sigma = MOTOR_NOISE_SMOOTHING_S / dt  # in steps
+        pad = int(np.ceil(4 * sigma))
+        white = self.rng.normal(size=(len(speed) + 2 * pad, speed.shape[1]))
+        smooth = gaussian_filter1d(white, sigma, axis=0, mode="constant")[pad : pad + len(speed)]
+        smooth /= np.sqrt(1.0 / (2.0 * np.sqrt(np.pi) * sigma))  # unit SD: a Gaussian filter of white noise has SD (2√π σ)^-½
+        return smooth * MOTOR_NOISE_S * speed
