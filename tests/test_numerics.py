@@ -33,6 +33,15 @@ def test_the_pin_selects_avx2_kernels_and_the_switch_turns_it_off():
     assert python("import pipeline, os; print(os.environ['MKL_CBWR'])", MKL_CBWR="AUTO").stdout.strip() == "AVX2"
 
 
+def test_the_compatible_mode_selects_mkls_vendor_neutral_branch_and_a_bad_mode_is_refused_by_name():
+    env = "import pipeline, os; print(os.environ['MKL_CBWR'], os.environ['ATEN_CPU_CAPABILITY'])"
+    assert python(env, MAQ_PORTABLE_NUMERICS="compatible").stdout.split() == ["COMPATIBLE", "avx2"]
+    refused = subprocess.run([sys.executable, "-c", "import pipeline"], env={**os.environ, "MAQ_PORTABLE_NUMERICS": "yes"},
+                             capture_output=True, text=True)
+    assert refused.returncode == 1 and "MAQ_PORTABLE_NUMERICS='yes' is not a mode" in refused.stderr
+    assert "compatible" in refused.stderr and "Traceback" not in refused.stderr
+
+
 def test_numpy_loaded_before_the_pin_is_warned_about():
     result = python("import numpy, pipeline")
     assert "numpy loaded before `pipeline` pinned" in result.stderr and "MAQ_PORTABLE_NUMERICS=0" in result.stderr

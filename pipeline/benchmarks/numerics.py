@@ -12,7 +12,7 @@ kernel dispatch and under `OTHER_CPU`'s (what the libraries pick on their own on
 AVX-512), once with the pin off (`MAQ_PORTABLE_NUMERICS=0`) and once with it on, and prints which
 outputs agree. tests/test_numerics.py asserts the expected table.
 
-`speed` prints, pin off and on side by side in one run (each in its own process): rlpd critic
+`speed` prints, pin off, on and `compatible` side by side in one run (each in its own process): rlpd critic
 updates/s (door-sized, P = 2, the default seeds), codebook training steps/s (default sizes) and
 demonstrator episodes/s (relocate).
 
@@ -28,6 +28,7 @@ import argparse
 import hashlib
 import json
 import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -151,21 +152,33 @@ def _speed_here(seconds: float) -> dict[str, float]:
 
 def speed(seconds: float) -> None:
     rows = {}
-    for pin in ("0", "1"):
+    for pin in ("0", "1", "compatible"):
         result = subprocess.run(
             [sys.executable, "-m", "pipeline.benchmarks.numerics", "speed-here", "--seconds", str(seconds)],
             env={**os.environ, "MAQ_PORTABLE_NUMERICS": pin}, capture_output=True, text=True, check=True,
         )
         rows[pin] = json.loads(result.stdout.strip().splitlines()[-1])
-    print(f"{'one core':32s} {'pin off':>10s} {'pin on':>10s} {'on/off':>7s}")
+    print(f"{'one core':32s} {'pin off':>10s} {'pin on':>10s} {'on/off':>7s} {'compatible':>11s} {'/off':>6s}")
     for name in rows["0"]:
-        off, on = rows["0"][name], rows["1"][name]
-        print(f"{name:32s} {off:10.1f} {on:10.1f} {on / off:6.2f}×")
+        off, on, compatible = rows["0"][name], rows["1"][name], rows["compatible"][name]
+        print(f"{name:32s} {off:10.1f} {on:10.1f} {on / off:6.2f}× {compatible:11.1f} {compatible / off:5.2f}×")
 
 
 # -- lockcheck ---------------------------------------------------------------------------------
 def _out_hashes(lock: dict, stage: str) -> dict[str, str]:
     return {out["path"]: out["md5"] for out in lock["stages"][stage].get("outs", [])}
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else what `platform` knows."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def lockcheck(stages: list[str]) -> bool:
@@ -186,7 +199,10 @@ def lockcheck(stages: list[str]) -> bool:
             raise SystemExit(f"error: dvc repro {' '.join(stages)} failed ({result.returncode})")
         rerun = yaml.safe_load((clone / "dvc.lock").read_text())
     same = True
-    print(f"dvc repro {' '.join(stages)} in a clone of HEAD: {time.perf_counter() - start:.0f} s")
+    from pipeline.numerics import SWITCH, mode
+
+    print(f"dvc repro {' '.join(stages)} in a clone of HEAD: {time.perf_counter() - start:.0f} s "
+          f"on {_cpu_model()} with {SWITCH}={mode()}")
     for stage in stages:
         match = _out_hashes(rerun, stage) == _out_hashes(committed, stage)
         same &= match

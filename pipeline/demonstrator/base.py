@@ -90,22 +90,24 @@ class HandTracker:
         """Actions (T, A) whose step t drives the hand towards the reference at time (t + 1)·dt.
         With `planned_palm` (the palm path without tremor) the feed-forward anticipates that path
         only: the arm's stiffness, not its inverse dynamics, carries the tremor."""
-        planned = None
-        if planned_palm is not None:
-            planned = self.reference(planned_palm, fingers)
-            self.ik_data.qpos[:] = self.env.data.qpos  # the second IK pass warm-starts from the same pose
-        return self.inverter.actions_for(self.reference(palm, fingers), self.dt, planned)
+        return self._plan(palm, fingers, planned_palm)[0]
 
     def feedback_policy(self, palm: np.ndarray, fingers: np.ndarray, planned_palm: np.ndarray,
                         human: HumanVariability) -> FeedbackPolicy:
         """The plan of `actions` (same references, same feed-forward), executed with `human`'s motor noise on the
         arm joints, scaled by their planned speed, and the arm's feedback (`FeedbackPolicy`)."""
-        planned = self.reference(planned_palm, fingers)
-        self.ik_data.qpos[:] = self.env.data.qpos
-        reference = self.reference(palm, fingers)
-        actions = self.inverter.actions_for(reference, self.dt, planned)
+        actions, reference, planned = self._plan(palm, fingers, planned_palm)
         speed = np.abs(np.gradient(planned[:, self.arm_qpos], self.dt, axis=0))  # (T, arm joints)
         return FeedbackPolicy(self, actions, reference[:, self.arm_qpos], human.motor_noise(speed, self.dt))
+
+    def _plan(self, palm: np.ndarray, fingers: np.ndarray, planned_palm: np.ndarray | None):
+        """(actions (T, A), reference (T, nq), planned reference (T, nq) or None) of `actions`."""
+        planned = None
+        if planned_palm is not None:
+            planned = self.reference(planned_palm, fingers)
+            self.ik_data.qpos[:] = self.env.data.qpos  # the second IK pass warm-starts from the same pose
+        reference = self.reference(palm, fingers)
+        return self.inverter.actions_for(reference, self.dt, planned), reference, planned
 
 
 class FeedbackPolicy:
