@@ -34,8 +34,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"references {task}: paired DTW on states random {paired['random']['dtw_state']:.1f} / zero {paired['zero']['dtw_state']:.1f} "
               f"/ another person {paired['human']['dtw_state']:.1f}")
     if auc["human_test_vs_train"]["discriminator_auc"] is not None:
-        print(f"references {task}: discriminator AUC human test vs train {auc['human_test_vs_train']['discriminator_auc']:.2f}, "
-              f"random agent {auc['random']['discriminator_auc']:.2f}")
+        splits = auc["human_held_out_vs_rest"]
+        print(f"references {task}: discriminator AUC human test vs train {auc['human_test_vs_train']['discriminator_auc']:.2f}"
+              + (f" (held-out vs rest humans over {len(splits['aucs'])} splits: {splits['auc_mean']:.2f}, "
+                 f"{splits['auc_min']:.2f}–{splits['auc_max']:.2f})" if splits else "")
+              + f", random agent {auc['random']['discriminator_auc']:.2f}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ import pytest
 
 from pipeline.data.episodes import Episodes
 from pipeline.evaluation import (
-    DISTANCES, UniformRandomPolicy, episode_metrics, episode_seeds, rollout, similarity_scores, summarize, trajectory_metrics,
+    DISTANCES, UniformRandomPolicy, episode_metrics, episode_seeds, human_split_aucs, rollout, similarity_scores, summarize,
+    trajectory_metrics,
 )
 from pipeline.envs import make_env
 
@@ -211,3 +212,14 @@ def as_trajectories(episodes: Episodes) -> list:
 
     return [Trajectory(int(i), episodes.obs[s], episodes.next_obs[s], episodes.actions[s], episodes.rewards[s], episodes.success[s], False)
             for i, s in zip(episodes.episode_ids, episodes.episode_slices())]
+
+
+def test_the_human_split_anchor_averages_random_splits_of_indistinguishable_people():
+    rng = np.random.default_rng(0)
+    people = [rng.normal(size=8) + rng.normal(size=(12, 8)) for _ in range(10)]  # (windows, F) per episode
+    anchor = human_split_aucs(people, held_out=3, splits=4)
+    assert len(anchor["aucs"]) == 4 and anchor["held_out_episodes"] == 3
+    assert anchor["auc_min"] <= anchor["auc_mean"] <= anchor["auc_max"] and len(set(anchor["aucs"])) > 1
+    assert 0.3 < anchor["auc_mean"] < 0.7
+    assert human_split_aucs(people, held_out=3, splits=4) == anchor  # seeded
+    assert human_split_aucs(people[:4], held_out=3, splits=4) is None  # the rest would be 1 episode
