@@ -4,6 +4,8 @@
     python -m pipeline.benchmarks.offline_maq --tasks relocate --updates 20000
     python -m pipeline.benchmarks.offline_maq --tasks door --methods maq_iql --set maq_iql.beta=1 --no-ceilings
     python -m pipeline.benchmarks.offline_maq --out /tmp/om --reuse             # re-evaluate agents already trained in /tmp/om
+    python -m pipeline.benchmarks.offline_maq --methods "" --tasks door,hammer,pen,relocate --codebook-seeds 1,2,3
+                                                                                # replay ceilings over 4 codebooks
 
 Bar (issue 6): on synthetic relocate demonstrations `maq_iql` after `--updates` (≤ 50k) offline
 updates and no online step reaches ≥ 50% success over 20 seeded episodes; `iql` (continuous
@@ -89,6 +91,7 @@ from pipeline.agents import AGENTS, load_agent
 from pipeline.agents.finetune import run_finetune
 from pipeline.agents.macro import executed_steps
 from pipeline.codebook import Codebook
+from pipeline.codebook.run import run_codebook
 from pipeline.config import load_params
 from pipeline.data.episodes import Episodes
 from pipeline.envs import make_env
@@ -225,6 +228,16 @@ def codebook_replay(task: str, codebook: Codebook, episodes: Episodes, test: Epi
     return summary
 
 
+def retrained_codebook(task: str, prepared: Path, cfg) -> Codebook:
+    """A codebook trained in a temp dir on `prepared` with `cfg` (params.yaml's codebook section, another seed):
+    how much of a replay ceiling is the luck of one codebook's training."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        result, _ = run_codebook(task, cfg, prepared, tmp / "codebook", tmp / "metrics.json", tmp / "curve", tmp / "checkpoint",
+                                 progress=False)
+    return result.codebook
+
+
 class PriorPolicy:
     """Greedy behaviour cloning over codes: argmax of a DiscreteIQL agent's prior p(k|s)."""
 
@@ -302,13 +315,27 @@ def run_task(task: str, args, params, sets: dict, out: Path) -> dict:
                                   references, eval_cfg.dtw)
             print(line(f"{task}/prior n={n}", prior) + f"\n{'':26s} codes played {prior['code_counts']}", flush=True)
             results[f"prior_ceiling_n{n}"] = prior
+    codebooks = {"dag": codebook} | {f"seed{seed}": retrained_codebook(task, prepared, replace(params.codebook, seed=seed))
+                                     for seed in (args.codebook_seeds if args.ceilings else [])}
     for n in steps:
         if args.ceilings:
-            for split, eps in (("train", train_eps), ("test", test)):
-                replay = codebook_replay(task, codebook, eps, test, references, eval_cfg.dtw, n)
-                print(line(f"{task}/replay n={n} ({split})", replay)
-                      + f"  first-obs err {replay['first_obs_max_abs_err']:.1e}", flush=True)
-                results[f"replay_ceiling_{split}_n{n}"] = replay
+            rates = {"train": [], "test": []}
+            for name, book in codebooks.items():
+                suffix = "" if name == "dag" else f"_{name}"
+                for split, eps in (("train", train_eps), ("test", test)):
+                    replay = codebook_replay(task, book, eps, test, references, eval_cfg.dtw, n)
+                    label = f"{task}/replay n={n} ({split}{'' if name == 'dag' else ', codebook ' + name})"
+                    print(line(label, replay) + f"  first-obs err {replay['first_obs_max_abs_err']:.1e}", flush=True)
+                    results[f"replay_ceiling_{split}_n{n}{suffix}"] = replay
+                    rates[split].append(replay["success_rate"])
+            if len(codebooks) > 1:
+                mean = {split: float(np.mean(r)) for split, r in rates.items()}
+                print(f"{task}/replay n={n}: mean over {len(codebooks)} codebooks (the DAG's, seeds {args.codebook_seeds}) "
+                      f"{mean['train']:.2f} train / {mean['test']:.2f} test "
+                      f"(range {min(rates['train']):.2f}–{max(rates['train']):.2f} / {min(rates['test']):.2f}–{max(rates['test']):.2f})",
+                      flush=True)
+                results[f"replay_ceiling_mean_n{n}"] = {"train": mean["train"], "test": mean["test"], "codebooks": list(codebooks),
+                                                        "train_rates": rates["train"], "test_rates": rates["test"]}
         if args.oracle:
             oracle = tracking_oracle(task, codebook, train_eps, test, references, eval_cfg.dtw, n)
             print(line(f"{task}/oracle n={n} (train)", oracle), flush=True)
@@ -334,6 +361,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reuse", action="store_true", help="evaluate agents already trained under --out instead of training")
     parser.add_argument("--no-ceilings", dest="ceilings", action="store_false")
     parser.add_argument("--oracle", action="store_true", help="also the simulator-lookahead tracking oracle (minutes)")
+    parser.add_argument("--codebook-seeds", default=[], type=lambda s: [int(x) for x in s.split(",") if x],
+                        help="also train codebooks with these seeds (params.yaml's codebook otherwise, ~20 s each) and "
+                             "print each one's replay ceiling and the mean with the DAG's, e.g. 1,2,3")
     parser.add_argument("--threads", default=1, type=int)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--data", default="data/prepared")
