@@ -454,12 +454,49 @@ def test_population_adam_is_torch_adam_per_member():
     torch.testing.assert_close(w.detach()[3:], reference[1].detach(), atol=1e-6, rtol=1e-6)
 
 
-def test_sac_critic_step_matches_a_plain_reference():
+def test_fused_population_adam_is_torch_adam_per_member():
+    """The CUDA engine's optimizer path (torch's fused Adam kernel reading the step count from the
+    device), run on the CPU: equal to torch.optim.Adam per member, through a masked step too."""
+    from pipeline.agents.networks import PopulationAdam
+
+    torch.manual_seed(0)
+    w = torch.randn(2 * 3, 4, requires_grad=True)
+    reference = [w.detach()[:3].clone().requires_grad_(), w.detach()[3:].clone().requires_grad_()]
+    adam, torch_adams = PopulationAdam([w], 2, lr=1e-2, fused=True), [torch.optim.Adam([r], lr=1e-2) for r in reference]
+    for step in range(6):
+        grad = torch.randn(6, 4)
+        active = None if step != 3 else torch.tensor([True, False])
+        w.grad = grad.clone()
+        adam.step(active, None if active is None else active.numpy())
+        for i, (r, opt) in enumerate(zip(reference, torch_adams)):
+            if active is None or active[i]:
+                r.grad = grad[3 * i : 3 * i + 3].clone()
+                opt.step()
+    assert adam.counts == [6, 5] and adam.step_count.tolist() == [6.0, 5.0]
+    torch.testing.assert_close(w.detach()[:3], reference[0].detach(), atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(w.detach()[3:], reference[1].detach(), atol=1e-6, rtol=1e-6)
+
+
+def test_a_device_side_mask_leaves_the_host_counts_unknown():
+    """maq_iql's prior steps only members with demonstrations in the batch, a mask computed on the
+    device: the host stops mirroring its counts rather than reading the device mid-round."""
+    agent = population("maq_iql", (1, 2))
+    agent.update_members(next(member_batches(agent, (1, 2), True, 1)))
+    assert agent.prior_opt.counts is None and agent.critic_opt.counts == [1, 1]
+    agent.prior_opt.sync_counts()
+    assert agent.prior_opt.counts == [1, 1]
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["cpu-foreach", "cuda-fused-kernel"])
+def test_sac_critic_step_matches_a_plain_reference(fused):
     """One engine critic step (P=1, E=2) against the textbook update written member by member
-    with nn.functional and torch.optim.Adam, on a fixed batch with the same noise and subset."""
+    with nn.functional and torch.optim.Adam, on a fixed batch with the same noise and subset;
+    with the CPU's foreach Adam and with the fused kernel the CUDA engine steps with."""
     from torch.nn import functional as F
 
     agent = population("sac", (7,))
+    for opt in agent.optimizers().values():
+        opt.fused = fused
     b = agent.to_torch({k: v[None] for k, v in fake_batch(np.random.default_rng(3), 16, False).items()})
     critic = agent.critic.mlp.net
     params = [p.detach().clone().requires_grad_() for p in agent.critic.parameters()]  # W0 b0 W1 b1 W2 b2, (E, …)

@@ -94,17 +94,32 @@ class Agent(nn.Module):
         self.population = len(self.seeds)
         self.generators = member_generators(self.seeds, self.device)
         self.active: torch.Tensor | None = None  # (P,) bool inside an update round; None: all members
+        self.active_host: np.ndarray | None = None  # the same mask on the host
+        self.cuda_graphs = None  # a pipeline.agents.graphs.CudaGraphs once `use_cuda_graphs()` is called
 
     # -- construction helpers for subclasses --------------------------------------------------------
     def init_weights(self) -> None:
-        """Draw every member's initial weights from its own generator (call after building the nets)."""
-        init_members(self, self.generators)
+        """Draw every member's initial weights from its own generator (call after building the nets,
+        which are on the CPU until the builder moves them: on CUDA a CPU generator of the member's
+        seed draws them, so a seed starts from the same weights on either device)."""
+        cpu = self.device.type == "cpu"
+        init_members(self, self.generators if cpu else member_generators(self.seeds, torch.device("cpu")))
 
     def make_target(self, net: nn.Module) -> nn.Module:
         return copy.deepcopy(net).requires_grad_(False)
 
     def adam(self, params, lr: float) -> PopulationAdam:
-        return PopulationAdam(params, self.population, lr)
+        """The population optimizer; on CUDA torch's fused Adam kernel (capturable in a CUDA graph),
+        on the CPU the foreach math that every locked result was computed with."""
+        return PopulationAdam(params, self.population, lr, fused=self.device.type == "cuda")
+
+    def _apply(self, fn, recurse=True):
+        """`.to(device)` and friends move the optimizers' state along with the weights (the
+        networks are built on the CPU; the builder moves the agent to its device)."""
+        super()._apply(fn, recurse)
+        for opt in self.optimizers().values():
+            opt.apply(fn)
+        return self
 
     def optimizers(self) -> dict[str, PopulationAdam]:
         """The backend's optimizers by attribute name (their state goes into resumable checkpoints)."""
@@ -128,7 +143,7 @@ class Agent(nn.Module):
     def _each_member(self, draw) -> torch.Tensor:
         """Stack `draw(generator)` over members; an inactive member draws nothing (zeros), so its
         generator does not advance."""
-        active = self.active.tolist() if self.active is not None else [True] * self.population
+        active = self.active_host.tolist() if self.active_host is not None else [True] * self.population
         draws = [draw(g) if on else None for g, on in zip(self.generators, active)]
         like = next((x for x in draws if x is not None), None)
         if like is None:  # no member active: the shape from a throw-away generator
@@ -162,18 +177,23 @@ class Agent(nn.Module):
     @contextmanager
     def members_active(self, active: np.ndarray | None) -> Iterator[None]:
         """Inside the block only the `active` members (bool (P,); None: all) draw noise and step."""
-        self.active = None if active is None or np.all(active) else torch.as_tensor(np.asarray(active, bool), device=self.device)
+        partial = active is not None and not np.all(active)
+        self.active_host = np.asarray(active, bool) if partial else None
+        self.active = torch.as_tensor(self.active_host, device=self.device) if partial else None
         try:
             yield
         finally:
-            self.active = None
+            self.active, self.active_host = None, None
 
     @torch.no_grad()
     def act_members(self, obs, deterministic: bool = False, active: np.ndarray | None = None) -> np.ndarray:
         """obs (P, B, S) → (P, B, A) or (P, B). Members not `active` draw no noise (their rows are
         computed but meaningless), so a member's stream does not depend on the others' schedule."""
         with self.members_active(active):
-            return self.act_round(self.obs_tensor(obs), deterministic).cpu().numpy()
+            obs = self.obs_tensor(obs)
+            if self.cuda_graphs is not None and self.active is None:
+                return self.cuda_graphs.act(obs, deterministic).cpu().numpy()
+            return self.act_round(obs, deterministic).cpu().numpy()
 
     def act(self, obs: np.ndarray, deterministic: bool = False):
         """A population of one acting: obs (S,) or (B, S)."""
@@ -229,19 +249,35 @@ class Agent(nn.Module):
         (and of those, `only` the members marked there, when given)."""
         optimizer.zero_grad()
         loss.sum().backward()
-        active = self.active
-        if only is not None:
-            active = only if active is None else active & only
-        optimizer.step(active)
+        active, active_host = self.active, self.active_host
+        if only is not None:  # computed on the device: the host no longer knows who stepped
+            active, active_host = (only if active is None else active & only), None
+        optimizer.step(active, active_host)
 
     def update_round(self, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One update round on tensors (P, N, …); returns per-member losses (P,). No host sync."""
         raise NotImplementedError
 
-    def update_members(self, batch: dict, active: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def train_round(self, batch: dict, active: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+        """One update round of the `active` members (None: all) on batch columns (P, N, …), numpy
+        or tensors. Returns the per-member losses as device tensors, unread (no host sync). With
+        `use_cuda_graphs()` a round of all members replays a captured CUDA graph."""
         with self.members_active(active):
-            info = self.update_round(self.to_torch(batch))
-        return {k: v.detach().cpu().numpy() for k, v in info.items()}
+            b = self.to_torch(batch)
+            if self.cuda_graphs is not None and self.active is None:
+                return self.cuda_graphs.update(b)
+            return self.update_round(b)
+
+    def update_members(self, batch: dict, active: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """`train_round`, with the losses read back to the host."""
+        return {k: v.detach().cpu().numpy() for k, v in self.train_round(batch, active).items()}
+
+    def use_cuda_graphs(self, warmup_rounds: int = 3) -> None:
+        """Capture every update round of all members (and every acting call) as a CUDA graph after
+        `warmup_rounds` eager ones, and replay it from then on (`pipeline.agents.graphs`). CUDA only."""
+        from pipeline.agents.graphs import CudaGraphs
+
+        self.cuda_graphs = CudaGraphs(self, warmup_rounds)
 
     def update(self, batch: dict) -> dict[str, float]:
         """A population of one: batch columns (N, …)."""
@@ -264,7 +300,7 @@ class Agent(nn.Module):
 
     def member(self, i: int) -> "Agent":
         """Member i alone: a new population of one with its weights (no optimizer state)."""
-        one = type(self)(self.obs_dim, self.action_space, self.config, self.device, seeds=(self.seeds[i],))
+        one = type(self)(self.obs_dim, self.action_space, self.config, self.device, seeds=(self.seeds[i],)).to(self.device)
         one.method, one.execute_steps = self.method, self.execute_steps
         one.load_state_dict(self.member_state_dict(i))
         one.generators[0].set_state(self.generators[i].get_state())

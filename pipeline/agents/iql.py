@@ -43,7 +43,8 @@ class GaussianActor(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.distributions.Normal:
         mean = torch.tanh(self.net(obs))  # (P, B, A)
-        return torch.distributions.Normal(mean, self.log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp().expand_as(mean))
+        std = self.log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp().expand_as(mean)
+        return torch.distributions.Normal(mean, std, validate_args=False)  # validation reads the device: no CUDA graph
 
 
 class IQL(Agent):

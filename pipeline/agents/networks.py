@@ -17,6 +17,7 @@ import math
 from contextlib import contextmanager
 from typing import Iterator, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -172,23 +173,38 @@ class PopulationAdam:
     with a step count per member, so that a member that skips a round (`active` false) is left
     exactly as it was: its weights, moments and step count do not move.
 
-    Elementwise, so member i's update is the one its own Adam would make."""
+    Elementwise, so member i's update is the one its own Adam would make. When every member
+    steps from one count (the usual case), it is torch's foreach Adam math with the bias
+    corrections computed on the host; with `fused` (set on CUDA) it is torch's fused Adam kernel,
+    which reads the step count from the device: one kernel per step, nothing computed on the host
+    from a changing count, so the step can be captured in a CUDA graph and replayed.
 
-    def __init__(self, params, population: int, lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
+    `counts` mirrors the step counts on the host while it is known there (None once a step's
+    mask was computed on the device, e.g. `only` members with demonstrations in the batch); it
+    decides between the shared-count path and the masked one without reading the device."""
+
+    def __init__(self, params, population: int, lr: float, betas=(0.9, 0.999), eps: float = 1e-8, fused: bool = False):
         self.params = [p for p in params if p.requires_grad]
-        self.population, self.lr, self.betas, self.eps = population, lr, betas, eps
+        self.population, self.lr, self.betas, self.eps, self.fused = population, lr, betas, eps, fused
         device = self.params[0].device if self.params else None
         self.step_count = torch.zeros(population, device=device)  # (P,)
-        self.counts = [0] * population  # the same counts on the host (no device sync to read them)
+        self.counts: list[int] | None = [0] * population  # the same counts on the host, None when unknown there
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+
+    @property
+    def shared_count(self) -> bool:
+        """Every member is at the same, host-known step count (the unmasked step takes the shared path)."""
+        return self.counts is not None and len(set(self.counts)) == 1
 
     def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
 
     @torch.no_grad()
-    def step(self, active: torch.Tensor | None = None) -> None:
+    def step(self, active: torch.Tensor | None = None, active_host: np.ndarray | None = None) -> None:
+        """Step the `active` members (None: all). `active_host` is the same mask on the host, when
+        known there (it keeps `counts`); without it the counts become unknown on the host."""
         params = [p for p in self.params if p.grad is not None]
         if not params:
             return
@@ -196,10 +212,15 @@ class PopulationAdam:
         exp_avg, exp_avg_sq = [self.exp_avg[i] for i in index], [self.exp_avg_sq[i] for i in index]
         grads = [p.grad for p in params]
         beta1, beta2 = self.betas
-        if active is None and len(set(self.counts)) == 1:  # all step, from one count: torch's foreach Adam math
+        if active is None and self.shared_count:  # all step, from one count
             self.step_count += 1
             self.counts = [c + 1 for c in self.counts]
-            step = self.counts[0]
+            if self.fused:  # the kernel reads member 0's count, which is every member's
+                steps = [self.step_count[0]] * len(params)
+                torch._fused_adam_(params, grads, exp_avg, exp_avg_sq, [], steps, lr=self.lr, beta1=beta1, beta2=beta2,
+                                   weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False)
+                return
+            step = self.counts[0]  # torch's foreach Adam math
             bias1, bias2_sqrt = 1 - beta1**step, (1 - beta2**step) ** 0.5
             torch._foreach_lerp_(exp_avg, grads, 1 - beta1)
             torch._foreach_mul_(exp_avg_sq, beta2)
@@ -209,9 +230,14 @@ class PopulationAdam:
             torch._foreach_add_(denom, self.eps)
             torch._foreach_addcdiv_(params, exp_avg, denom, -self.lr / bias1)
             return
-        active = torch.ones(self.population, dtype=torch.bool, device=self.step_count.device) if active is None else active
+        if active is None:
+            active = torch.ones(self.population, dtype=torch.bool, device=self.step_count.device)
+            active_host = np.ones(self.population, bool)
         self.step_count += active
-        self.counts = [c + int(a) for c, a in zip(self.counts, active.tolist())]
+        if self.counts is not None and active_host is not None:
+            self.counts = [c + int(a) for c, a in zip(self.counts, active_host)]
+        else:
+            self.counts = None
         steps = self.step_count.clamp_min(1)
         for p, grad, m, v in zip(params, grads, exp_avg, exp_avg_sq):
             mask = member_mask(active, p)
@@ -222,6 +248,16 @@ class PopulationAdam:
             denom = (v.sqrt() / bias2.sqrt()).add_(self.eps)
             p.sub_(mask * (self.lr / bias1) * m / denom)
 
+    def apply(self, fn) -> None:
+        """Apply a tensor function (a device move, from `Agent._apply`) to the state tensors."""
+        self.step_count = fn(self.step_count)
+        self.exp_avg = [fn(t) for t in self.exp_avg]
+        self.exp_avg_sq = [fn(t) for t in self.exp_avg_sq]
+
+    def sync_counts(self) -> None:
+        """Read the step counts back to the host (after masks computed on the device)."""
+        self.counts = [int(c) for c in self.step_count.tolist()]
+
     def state_tensors(self) -> dict[str, torch.Tensor]:
         out = {"step": self.step_count}
         for i, (m, v) in enumerate(zip(self.exp_avg, self.exp_avg_sq)):
@@ -231,7 +267,7 @@ class PopulationAdam:
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         for name, t in self.state_tensors().items():
             t.copy_(tensors[name])
-        self.counts = [int(c) for c in self.step_count.tolist()]
+        self.sync_counts()
 
 
 class ObsNormalizer(nn.Module):

@@ -14,7 +14,7 @@ member follows exactly the schedule a single run would follow:
 
 The envs are stepped one after the other (a synchronous vector env: on 2 cores as fast as
 asynchronous ones); acting and updating are one batched call over the members. A member whose
-schedule says "no update" this iteration sits the round out (`update_members(…, active)`), so its
+schedule says "no update" this iteration sits the round out (`train_round(…, active)`), so its
 results never depend on the other members. `evaluate(i, env_steps)` adds a learning-curve point
 at env step 0 and every `eval_every` env steps; `on_checkpoint()` is called every
 `checkpoint_every` offline updates / env steps, when every member is at an episode boundary.
@@ -137,7 +137,7 @@ def train_population(
     with tqdm(total=schedule.offline_updates, initial=done, desc=f"{desc} offline", unit="upd", mininterval=2.0,
               disable=not progress or schedule.offline_updates == 0) as bar:
         while done < schedule.offline_updates:
-            agent.update_members(sample_members(agent, members, all_due))
+            agent.train_round(sample_members(agent, members, all_due))
             done += 1
             for m in members:
                 m.counters.offline_updates = done
@@ -190,7 +190,7 @@ def train_population(
                 if schedule.eval_every > 0 and before // schedule.eval_every < c.env_steps // schedule.eval_every:
                     evaluations.append(i)
             if any(due):
-                agent.update_members(sample_members(agent, members, due), active=np.array(due))
+                agent.train_round(sample_members(agent, members, due), active=np.array(due))
                 for m, d in zip(members, due):
                     m.counters.updates += d
             for i in evaluations:

@@ -1,6 +1,7 @@
 """Benchmarks of the RL backends (not tests: they take minutes).
 
     python -m pipeline.benchmarks.agents speed                    # (a) update speed of the population engine, CPU (+ CUDA)
+    python -m pipeline.benchmarks.agents profile                  # (a') CUDA: where an update round's time goes
     python -m pipeline.benchmarks.agents learn --methods sac,dsac # (b) sanity: do backends learn?
     python -m pipeline.benchmarks.agents offline                  # (c) offline → online, MAQ over codes
 
@@ -34,7 +35,6 @@ import numpy as np
 import torch
 
 from pipeline.agents import AGENTS
-from pipeline.agents.macro import MacroActionEnv, macro_transitions
 from pipeline.methods import SAC_CONFIG
 from pipeline.agents.train import Schedule, make_member, train_population
 from pipeline.data.episodes import Episodes
@@ -133,40 +133,105 @@ def fake_batch(rng: np.random.Generator, n: int, obs_dim: int, action_dim: int, 
     }
 
 
-def critic_updates_per_s(method: str, population: int, device: str, seconds: float, obs_dim: int = 39, action_dim: int = 28) -> float:
-    """Critic gradient steps per second, all members together, for `method`'s paper config."""
+def speed_agent(method: str, population: int, device: str, engine: bool, obs_dim: int = 39, action_dim: int = 28):
+    """`method`'s paper config at door size (S=39, A=28, K=16) with a device-resident batch of one
+    round. `engine`: the population engine as training runs it (CUDA graphs and the fused Adam
+    kernel on CUDA); otherwise today's eager single agent before the engine (foreach Adam)."""
     entry = AGENTS[method]
     space = gym.spaces.Discrete(16) if entry.discrete else gym.spaces.Box(-1.0, 1.0, (action_dim,), np.float32)
     agent = entry(obs_dim, space, device=device, seeds=range(population))
+    if not engine:
+        for opt in agent.optimizers().values():
+            opt.fused = False
+    elif device == "cuda":
+        agent.use_cuda_graphs()
     rng = np.random.default_rng(0)
     parts = [fake_batch(rng, agent.update_batch_size, obs_dim, action_dim, discrete=entry.discrete) for _ in range(population)]
     batch = agent.to_torch({k: np.stack([p[k] for p in parts]) for k in parts[0]})  # on the device, as replay would be
-    for _ in range(2):  # warm-up
-        agent.update_round(batch)
+    return agent, batch
+
+
+def critic_updates_per_s(method: str, population: int, device: str, seconds: float, engine: bool = True) -> float:
+    """Critic gradient steps per second, all members together (update rounds × UTD × P)."""
+    agent, batch = speed_agent(method, population, device, engine)
+    rounds, start = 0, time.perf_counter()
+    while rounds < 5 or time.perf_counter() - start < 0.5:  # warm-up (and the CUDA graph's capture)
+        agent.train_round(batch)
+        rounds += 1
     if device == "cuda":
         torch.cuda.synchronize()
     rounds, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        agent.update_round(batch)
+        agent.train_round(batch)
         rounds += 1
     if device == "cuda":
         torch.cuda.synchronize()
     return rounds * getattr(agent.config, "utd", 1) * population / (time.perf_counter() - start)
 
 
-PAPER_GRID_CRITIC_UPDATES = 6 * 4 * 3 * 1_000_000 * 20  # methods × tasks × seeds × env steps × UTD
+# the paper's grid: 6 methods × 4 tasks × 3 seeds, 1e6 env steps; as if every method updated at UTD 20
+# per env step (rlpd's ratio; sac, iql and the MAQ methods update less), so an upper bound
+PAPER_GRID_CRITIC_UPDATES = 6 * 4 * 3 * 1_000_000 * 20
 
 
-def bench_speed(device: str, seconds: float, populations=(1, 3, 12)) -> None:
-    print(f"critic updates/s [{device}, threads={torch.get_num_threads()}], door-sized (S=39, A=28, K=16), batch 256")
-    print(f"{'method':9s} " + " ".join(f"{'P=' + str(p):>16s}" for p in populations))
-    best = 0.0
-    for method in ("rlpd", "maq_rlpd", "iql"):
-        rates = [critic_updates_per_s(method, p, device, seconds) for p in populations]
-        best = max(best, *rates) if method != "iql" else best
-        print(f"{method:9s} " + " ".join(f"{r:9.1f} ({r / rates[0]:4.2f}×)" for r in rates))
-    print(f"projected paper grid ({PAPER_GRID_CRITIC_UPDATES:.2e} critic updates at the best UTD-20 rate above, "
-          f"updates only): {PAPER_GRID_CRITIC_UPDATES / best / 3600:,.0f} h on this {device}")
+def bench_speed(device: str, seconds: float, populations=(1, 3, 12), methods=("rlpd", "maq_rlpd", "iql"),
+                tf32: bool = False) -> dict:
+    """Prints (and returns) critic updates/s: today's eager single agent, then the engine at each P."""
+    if device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    engine = "CUDA graphs, fused Adam" + (", TF32 matmuls" if tf32 else ", FP32 matmuls") if device == "cuda" else "eager"
+    print(f"critic updates/s [{device}, threads={torch.get_num_threads()}], door-sized (S=39, A=28, K=16), batch 256; "
+          f"engine: {engine}")
+    print(f"{'method':9s} {'eager P=1':>10s} " + " ".join(f"{'engine P=' + str(p):>20s}" for p in populations))
+    rates = {}
+    for method in methods:
+        eager = critic_updates_per_s(method, 1, device, seconds, engine=False)
+        rates[method] = {"eager": eager, **{p: critic_updates_per_s(method, p, device, seconds) for p in populations}}
+        print(f"{method:9s} {eager:10.1f} " + " ".join(f"{rates[method][p]:12.1f} ({rates[method][p] / eager:5.2f}×)" for p in populations))
+    if "rlpd" in rates and 3 in rates["rlpd"]:
+        hours = PAPER_GRID_CRITIC_UPDATES / rates["rlpd"][3] / 3600
+        print(f"projected paper grid on this {device}: {hours:,.1f} h of updates (one population of 3 seeds per task × "
+              f"method at a time, {PAPER_GRID_CRITIC_UPDATES:.2e} critic updates at rlpd's P=3 rate; an upper bound: "
+              f"only rlpd updates 20× per env step; env steps and evaluation not counted)")
+        torch.backends.cuda.matmul.allow_tf32 = False
+    return rates
+
+
+def bench_profile(methods=("rlpd", "maq_rlpd", "iql"), populations=(1, 12), rounds: int = 50) -> None:
+    """Where one update round's time goes on CUDA: the captured graph's replay time against the
+    eager round's, and the kernels the round launches (counted in a profiled eager round, which
+    the graph replays kernel for kernel) with their summed GPU time and the costliest ones."""
+    from torch.profiler import ProfilerActivity, profile
+
+    def ms_per_round(fn) -> float:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(rounds):
+            fn()
+        end.record()
+        torch.cuda.synchronize()
+        return start.elapsed_time(end) / rounds
+
+    print(f"one update round on CUDA ({torch.cuda.get_device_name()}), door-sized, batch 256, FP32 matmuls")
+    for method in methods:
+        for population in populations:
+            agent, batch = speed_agent(method, population, "cuda", engine=True)
+            for _ in range(6):  # warm-up and capture
+                agent.train_round(batch)
+            graph_ms = ms_per_round(lambda: agent.train_round(batch))
+            eager_ms = ms_per_round(lambda: agent.update_round(batch))
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                agent.update_round(batch)
+                torch.cuda.synchronize()
+            kernels = [e for e in prof.key_averages() if getattr(e, "self_device_time_total", 0) > 0]
+            count = sum(e.count for e in kernels)
+            busy_ms = sum(e.self_device_time_total for e in kernels) / 1e3
+            updates = getattr(agent.config, "utd", 1) * population
+            print(f"{method:9s} P={population:<3d} graph {graph_ms:7.3f} ms/round ({updates / graph_ms * 1e3:9,.0f} critic upd/s), "
+                  f"eager {eager_ms:7.3f} ms; {count} kernels/round, GPU busy {busy_ms:.3f} ms "
+                  f"({busy_ms / graph_ms:.0%} of the replay), {graph_ms / count * 1e3:.1f} µs per kernel in the replay")
+            for e in sorted(kernels, key=lambda e: -e.self_device_time_total)[:5]:
+                print(f"    {e.self_device_time_total / 1e3 / busy_ms:5.1%} {e.count:4d}× {e.key[:100]}")
 
 
 def bench_macro_step(seconds: float = 5.0) -> None:
@@ -181,6 +246,7 @@ def bench_macro_step(seconds: float = 5.0) -> None:
     """
     import mujoco
 
+    from pipeline.agents.macro import MacroActionEnv
     from pipeline.envs import make_env
 
     codebook, code = ConstantCodebook(H=9, K=16, A=28), 8
@@ -229,6 +295,8 @@ def bench_macro_step(seconds: float = 5.0) -> None:
 
 def bench_learn(method: str, seed: int, max_minutes: float, rlpd_utd: int, budget: int | None,
                 warmup: int | None = None, eval_every: int | None = None) -> None:
+    from pipeline.agents.macro import MacroActionEnv  # mujoco: imported by the benchmarks that step envs
+
     env_id, bar, default_budget, overrides = LEARN[method]
     budget = budget or default_budget
     env, eval_env = make_small_env(env_id), make_small_env(env_id)
@@ -277,6 +345,8 @@ def collect_episodes(agent, env: gym.Env, episodes: int, seed: int) -> Episodes:
 def bench_offline(seed: int, offline_updates: int, online_steps: int, maq_rlpd_utd: int, max_minutes: float) -> None:
     """Demonstrations from a SAC agent trained to the bar on Pendulum, then: iql offline→online,
     maq_iql offline→online and maq_rlpd (50/50 demo/online) over ConstantCodebook's codes."""
+    from pipeline.agents.macro import MacroActionEnv, macro_transitions
+
     env, eval_env = make_small_env("Pendulum-v1"), make_small_env("Pendulum-v1")
     S = env.observation_space.shape[0]
     sac = AGENTS["sac"](S, env.action_space, replace(SAC_CONFIG, warmup_steps=1_000), device="cpu", seeds=(seed,))
@@ -317,6 +387,9 @@ def main(argv=None) -> None:
     sub = parser.add_subparsers(dest="what", required=True)
     speed = sub.add_parser("speed", help="(a) rlpd update rounds/s")
     speed.add_argument("--seconds", type=float, default=5.0, help="per method × population size")
+    speed.add_argument("--devices", default="cpu,cuda", help="comma list: cpu, cuda (when present)")
+    speed.add_argument("--no-macro", action="store_true", help="skip the macro-step vs raw simulator rates")
+    sub.add_parser("profile", help="(a') CUDA: where an update round's time goes")
     offline = sub.add_parser("offline", help="(c) demos from SAC on Pendulum → iql, maq_iql, maq_rlpd")
     offline.add_argument("--seed", type=int, default=0)
     offline.add_argument("--offline-updates", type=int, default=5_000)
@@ -334,12 +407,17 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     if args.what == "speed":
-        bench_speed("cpu", seconds=args.seconds)
-        if torch.cuda.is_available():
+        if "cpu" in args.devices:
+            bench_speed("cpu", seconds=args.seconds)
+        if "cuda" in args.devices and torch.cuda.is_available():
             bench_speed("cuda", seconds=args.seconds)
-        else:
+            bench_speed("cuda", seconds=args.seconds, tf32=True)
+        elif "cuda" in args.devices:
             print("no CUDA device: CUDA speed not measured")
-        bench_macro_step()
+        if not args.no_macro:
+            bench_macro_step()
+    elif args.what == "profile":
+        bench_profile()
     elif args.what == "offline":
         bench_offline(args.seed, args.offline_updates, args.online_steps, args.maq_rlpd_utd, args.max_minutes)
     else:
