@@ -198,6 +198,8 @@ class FinetuneConfig(Section):
     eval_episodes: int  # deterministic episodes per learning-curve point
     threads: int  # torch CPU threads of the population's updates (0 leaves torch's default); part of the result
     device: str  # "auto", "cpu" or "cuda"
+    tf32: bool  # CUDA: TF32 matmuls (faster, ~1e-3 relative error per matmul); part of the result on CUDA
+    cuda_graphs: bool  # CUDA: replay each update round and acting call as a captured CUDA graph (same results)
 
     ranges: ClassVar[dict] = {
         "env_steps": at_least(0), "offline_updates": at_least(0), "eval_every": at_least(0), "eval_episodes": at_least(1),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from types import SimpleNamespace
 
 import gymnasium as gym
 import numpy as np
@@ -360,6 +361,58 @@ def test_mixed_sampler_honours_the_offline_ratio(ratio, batch_size):
         assert len(batch["reward"]) == batch_size
         assert batch["reward"].sum() == round(ratio * batch_size)  # reward 1 marks demonstration rows
         np.testing.assert_array_equal(batch["demo"], batch["reward"] == 1)
+
+
+def test_every_minibatch_of_a_mixed_batch_is_mixed():
+    """With UTD 4 a batch is 4 minibatches; each takes its share of demonstrations (as
+    ikostrikov/rlpd's interleaving does), not the first half of the batch all of them."""
+    space = gym.spaces.Discrete(K)
+    offline, online = ReplayBuffer.for_spaces(100, S, space, seed=0), ReplayBuffer.for_spaces(100, S, space, seed=1)
+    offline.add_batch(obs=np.zeros((50, S)), action=np.zeros(50, int), reward=np.ones(50), next_obs=np.zeros((50, S)),
+                      terminal=np.zeros(50, bool))
+    online.add_batch(obs=np.zeros((30, S)), action=np.zeros(30, int), reward=np.zeros(30), next_obs=np.zeros((30, S)),
+                     terminal=np.zeros(30, bool))
+    batch = MixedSampler(offline, online, offline_ratio=0.25, minibatch_size=16).sample(4 * 16)
+    for minibatch in batch["reward"].reshape(4, 16):
+        np.testing.assert_array_equal(minibatch, [1] * 4 + [0] * 12)
+    np.testing.assert_array_equal(batch["demo"], batch["reward"] == 1)
+    with pytest.raises(ValueError, match="does not split into minibatches of 16"):
+        MixedSampler(offline, online, minibatch_size=16).sample(40)
+
+
+def test_device_replay_mirrors_and_samples_like_the_members_samplers():
+    """The CUDA engine's on-device replay, run on the CPU: mirrored rows, the mixed layout per
+    minibatch, draws only from rows each member holds, and nothing drawn for a member sitting out."""
+    from pipeline.agents.replay import DeviceReplay
+    from pipeline.agents.train import make_member
+
+    agent = population("rlpd", (1, 2))
+    demos = {k: v for k, v in fake_batch(np.random.default_rng(0), 40, False).items()}
+    demos["reward"] = np.full(40, 7.0, np.float32)  # marks demonstration rows
+    env = SimpleNamespace(action_space=agent.action_space)  # all make_member reads of an env
+    members = [make_member(agent, s, env, demos, capacity=50, offline_phase=False) for s in (1, 2)]
+    replay = DeviceReplay(agent, members)
+    for step in range(6):  # member 1 steps only every other time
+        stepped = np.array([True, step % 2 == 0])
+        rows = {"obs": np.full((2, S), step, np.float32), "action": np.zeros((2, A), np.float32),
+                "reward": np.array([100 + step, 200 + step], np.float32), "next_obs": np.zeros((2, S), np.float32),
+                "terminal": np.zeros(2, bool), "steps": np.ones(2, np.int64), "demo": np.zeros(2, bool)}
+        for i in np.flatnonzero(stepped):
+            members[i].buffers["online"].add(**{k: v[i] for k, v in rows.items()})
+        replay.add_step(rows, stepped)
+    for i, m in enumerate(members):
+        np.testing.assert_array_equal(replay.online["reward"][i].numpy(), m.buffers["online"].data["reward"])
+    batch = replay.sample(2 * agent.config.batch_size)
+    reward = batch["reward"].numpy().reshape(2, 2, -1)  # (P, minibatch, row)
+    half = agent.config.batch_size // 2
+    assert (reward[:, :, :half] == 7).all()
+    assert set(reward[0, :, half:].ravel()) <= {100, 101, 102, 103, 104, 105}
+    assert set(reward[1, :, half:].ravel()) <= {200, 202, 204}
+    np.testing.assert_array_equal(batch["demo"].numpy(), (reward == 7).reshape(2, -1))
+    state = agent.generators[1].get_state()
+    with agent.members_active(np.array([True, False])):
+        replay.sample(16)
+    assert torch.equal(agent.generators[1].get_state(), state)
 
 
 def test_buffer_from_demonstration_batch_keeps_rows_and_room():

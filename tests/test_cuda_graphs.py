@@ -87,3 +87,36 @@ def test_a_masked_round_runs_eagerly_and_replays_resume(name):
     eager, graphed = build(name, (4, 5, 6), False), build(name, (4, 5, 6), True)
     run(eager, schedule), run(graphed, schedule)
     assert_same(eager, graphed)
+
+
+@pytest.mark.parametrize("name", ["sac", "rlpd", "iql"])
+def test_the_training_loop_with_graphs_equals_the_eager_loop(name):
+    """train_population on CUDA (replay mirrored on the device, sampled inside the round) with and
+    without CUDA graphs ends with the same weights; it is called twice (as the benchmarks' chunks
+    do), so the second loop's new on-device replay replaces the first one's graphs."""
+    from pipeline.agents.train import Schedule, make_member, train_population
+
+    entry = AGENTS[name]
+    rng = np.random.default_rng(0)
+    demos = {"obs": rng.standard_normal((200, 3)).astype(np.float32), "action": rng.uniform(-1, 1, (200, 1)).astype(np.float32),
+             "reward": rng.standard_normal(200).astype(np.float32), "next_obs": rng.standard_normal((200, 3)).astype(np.float32),
+             "terminal": np.zeros(200, bool), "steps": np.ones(200, np.int64), "demo": np.ones(200, bool)}
+
+    def train(graphs):
+        cfg = replace(entry.default_config, hidden=(64, 64), batch_size=32, warmup_steps=40)
+        if hasattr(cfg, "utd"):
+            cfg = replace(cfg, utd=min(cfg.utd, 4))
+        envs = [gym.wrappers.RescaleAction(gym.make("Pendulum-v1"), -1.0, 1.0) for _ in range(2)]
+        agent = entry(3, envs[0].action_space, cfg, device="cuda", seeds=(1, 2))
+        if graphs:
+            agent.use_cuda_graphs(warmup_rounds=1)
+        members = [make_member(agent, s, env, demos, capacity=400, offline_phase=entry.offline_phase) for s, env in zip((1, 2), envs)]
+        for env_steps in (150, 300):
+            train_population(agent, members, Schedule(env_steps, offline_updates=10 if entry.offline_phase else 0), progress=False)
+        return agent, members
+
+    (eager, eager_members), (graphed, graphed_members) = train(False), train(True)
+    assert graphed.cuda_graphs.replays > 100
+    assert_same(eager, graphed)
+    for a, b in zip(eager_members, graphed_members):
+        assert a.counters.updates == b.counters.updates and a.counters.episode_returns == pytest.approx(b.counters.episode_returns, abs=1e-4)

@@ -258,15 +258,16 @@ class Agent(nn.Module):
         """One update round on tensors (P, N, …); returns per-member losses (P,). No host sync."""
         raise NotImplementedError
 
-    def train_round(self, batch: dict, active: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+    def train_round(self, batch, active: np.ndarray | None = None) -> dict[str, torch.Tensor]:
         """One update round of the `active` members (None: all) on batch columns (P, N, …), numpy
-        or tensors. Returns the per-member losses as device tensors, unread (no host sync). With
+        or tensors, or on what `batch()` returns when it is a function: an on-device sampler
+        (`DeviceReplay.sample`), called inside the round, so that sampling is part of a captured
+        graph. Returns the per-member losses as device tensors, unread (no host sync). With
         `use_cuda_graphs()` a round of all members replays a captured CUDA graph."""
         with self.members_active(active):
-            b = self.to_torch(batch)
             if self.cuda_graphs is not None and self.active is None:
-                return self.cuda_graphs.update(b)
-            return self.update_round(b)
+                return self.cuda_graphs.update(batch if callable(batch) else self.to_torch(batch))
+            return self.update_round(self.to_torch(batch() if callable(batch) else batch))
 
     def update_members(self, batch: dict, active: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """`train_round`, with the losses read back to the host."""

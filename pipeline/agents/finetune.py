@@ -120,11 +120,15 @@ def run_finetune(task: str, method: str, seeds, cfg: FinetuneConfig, overrides: 
     agent = entry(envs[0].observation_space.shape[0], envs[0].action_space, config, device, seeds=seeds)
     agent.execute_steps = execute_steps
     agent.set_obs_stats(train.obs.mean(0), train.obs.std(0))
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
+        if cfg.cuda_graphs:
+            agent.use_cuda_graphs()
     capacity = max(1, min(config.buffer_size, cfg.env_steps))  # agent steps never exceed env steps
     members = [make_member(agent, s, env, demos, capacity, entry.offline_phase) for s, env in zip(seeds, envs)]
 
     checkpoint = Path(checkpoint_dir) / CHECKPOINT_FILE
-    settings = {k: v for k, v in section_to_dict(cfg).items() if k not in ("threads", "device")}
+    settings = {k: v for k, v in section_to_dict(cfg).items() if k not in ("threads", "device", "cuda_graphs")}
     fingerprint = run_fingerprint(task, method, seeds, asdict(config), settings, codebook.hash if codebook else None,
                                   execute_steps, demos=demos)
     resumed = load_population(checkpoint, agent, members, fingerprint)

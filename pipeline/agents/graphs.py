@@ -39,7 +39,7 @@ import torch
 @dataclass
 class _Graph:
     graph: torch.cuda.CUDAGraph
-    inputs: dict[str, torch.Tensor] | torch.Tensor  # static inputs the caller's tensors are copied into
+    inputs: dict[str, torch.Tensor] | torch.Tensor | None  # static inputs the caller's tensors are copied into
     outputs: object  # static outputs, overwritten by each replay
     count_steps: dict[str, int | None]  # per optimizer: host count increment per replay (None: unknown there)
 
@@ -59,6 +59,7 @@ class CudaGraphs:
         self.eager_rounds: dict[tuple, int] = {}
         self.stream = torch.cuda.Stream(device=agent.device)
         self.replays = 0
+        self.sampler = None  # the on-device sampler the "sampled" update graphs draw from
 
     def _optimizer_state(self) -> tuple:
         return tuple((name, opt.shared_count) for name, opt in sorted(self.agent.optimizers().items()))
@@ -76,7 +77,8 @@ class CudaGraphs:
         """Capture `fn(static inputs)` (its host side runs now; its device work at the first replay)."""
         optimizers = self.agent.optimizers()
         before = {name: list(opt.counts) if opt.counts is not None else None for name, opt in optimizers.items()}
-        static = {k: v.clone() for k, v in inputs.items()} if isinstance(inputs, dict) else inputs.clone()
+        static = {k: v.clone() for k, v in inputs.items()} if isinstance(inputs, dict) else inputs
+        static = static.clone() if isinstance(static, torch.Tensor) else static
         graph = torch.cuda.CUDAGraph()
         if hasattr(graph, "register_generator_state"):  # torch registers the default generator itself
             for generator in self.agent.generators:
@@ -95,7 +97,7 @@ class CudaGraphs:
         if isinstance(inputs, dict):
             for k, v in inputs.items():
                 entry.inputs[k].copy_(v, non_blocking=True)
-        else:
+        elif inputs is not None:
             entry.inputs.copy_(inputs, non_blocking=True)
         entry.graph.replay()
         self.replays += 1
@@ -114,11 +116,20 @@ class CudaGraphs:
         entry = self._capture(key, inputs, fn)
         return self._replay(entry, inputs, first=True)
 
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """One update round of all members on `batch` (P, N, …): per-member losses (P,), which
-        the next replay overwrites (read or clone them before)."""
+    def update(self, batch) -> dict[str, torch.Tensor]:
+        """One update round of all members on `batch` (tensors (P, N, …) on the device, copied into
+        the graph's inputs) or on `batch()` (an on-device sampler, captured with the round):
+        per-member losses (P,), which the next replay overwrites (read or clone them before)."""
+        agent = self.agent
+        if callable(batch):
+            if batch is not self.sampler:  # a new sampler (a new training loop): the old graphs read the old one's tensors
+                self.graphs = {k: g for k, g in self.graphs.items() if k[1] != "sampled"}
+                self.eager_rounds = {k: n for k, n in self.eager_rounds.items() if k[1] != "sampled"}
+                self.sampler = batch
+            key = ("update", "sampled", self._optimizer_state())
+            return self._call(key, None, lambda _: agent.update_round(agent.to_torch(batch())))
         key = ("update", _signature(batch), self._optimizer_state())
-        return self._call(key, batch, self.agent.update_round)
+        return self._call(key, batch, agent.update_round)
 
     def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         """Actions or codes of all members at obs (P, B, S)."""

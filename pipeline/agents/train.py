@@ -15,7 +15,9 @@ member follows exactly the schedule a single run would follow:
 The envs are stepped one after the other (a synchronous vector env: on 2 cores as fast as
 asynchronous ones); acting and updating are one batched call over the members. A member whose
 schedule says "no update" this iteration sits the round out (`train_round(…, active)`), so its
-results never depend on the other members. `evaluate(i, env_steps)` adds a learning-curve point
+results never depend on the other members. On CUDA the batches are drawn on the device
+(`DeviceReplay`, a mirror of the members' buffers) inside the update round, which replays as a
+CUDA graph when the agent `use_cuda_graphs()`. `evaluate(i, env_steps)` adds a learning-curve point
 at env step 0 and every `eval_every` env steps; `on_checkpoint()` is called every
 `checkpoint_every` offline updates / env steps, when every member is at an episode boundary.
 """
@@ -30,7 +32,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.agents.base import Agent
-from pipeline.agents.replay import MixedSampler, ReplayBuffer
+from pipeline.agents.replay import DeviceReplay, MixedSampler, ReplayBuffer, transition_fields
 
 
 @dataclass
@@ -80,7 +82,7 @@ def make_member(agent: Agent, seed: int, env: gym.Env, demos: dict | None, capac
     elif config.offline_ratio > 0 and demos is not None:
         buffers["offline"] = ReplayBuffer.from_batch(demos, obs_dim, space, seed=seed)
         buffers["online"] = ReplayBuffer.for_spaces(capacity, obs_dim, space, seed=seed + 1)
-        sampler = MixedSampler(buffers["offline"], buffers["online"], config.offline_ratio)
+        sampler = MixedSampler(buffers["offline"], buffers["online"], config.offline_ratio, minibatch_size=config.batch_size)
     else:
         buffers["online"] = ReplayBuffer.for_spaces(capacity, obs_dim, space, seed=seed)
         sampler = buffers["online"]
@@ -123,6 +125,12 @@ def train_population(
     early by `stop_after_env_steps` (after the checkpoint that follows that many env steps)."""
     config = agent.config
     all_due = [True] * len(members)
+    # on CUDA the replay rows are mirrored on the device and sampled there, inside the update round
+    replay = DeviceReplay(agent, members) if agent.device.type == "cuda" else None
+    sample_on_device = (lambda: replay.sample(agent.update_batch_size)) if replay is not None else None
+
+    def batch_for(due: list[bool]):
+        return sample_on_device if replay is not None else sample_members(agent, members, due)
 
     def after(count: int) -> int:  # the first checkpoint count past `count`
         every = schedule.checkpoint_every
@@ -137,7 +145,7 @@ def train_population(
     with tqdm(total=schedule.offline_updates, initial=done, desc=f"{desc} offline", unit="upd", mininterval=2.0,
               disable=not progress or schedule.offline_updates == 0) as bar:
         while done < schedule.offline_updates:
-            agent.train_round(sample_members(agent, members, all_due))
+            agent.train_round(batch_for(all_due))
             done += 1
             for m in members:
                 m.counters.offline_updates = done
@@ -169,6 +177,8 @@ def train_population(
                 acted = agent.act_members(obs[:, None].astype(np.float32), deterministic=False, active=np.array(learned))[:, 0]
             due = [False] * len(members)
             evaluations = []
+            added = {k: np.zeros((len(members), *shape), dtype) for k, (shape, dtype) in
+                     transition_fields(agent.obs_dim, members[0].env.action_space).items()} if replay is not None else None
             for i, (m, on) in enumerate(zip(members, stepping)):
                 if not on:
                     continue
@@ -180,6 +190,10 @@ def train_population(
                 next_obs, reward, terminated, truncated, info = m.env.step(action)
                 steps = int(info.get("steps", 1))
                 m.buffers["online"].add(obs=m.obs, action=action, reward=reward, next_obs=next_obs, terminal=terminated, steps=steps)
+                if added is not None:
+                    for k, v in (("obs", m.obs), ("action", action), ("reward", reward), ("next_obs", next_obs),
+                                 ("terminal", terminated), ("steps", steps)):
+                        added[k][i] = v
                 m.episode_return += float(np.sum(info["rewards"])) if "rewards" in info else float(reward)
                 before, c.env_steps = c.env_steps, c.env_steps + steps
                 bar.update(steps)
@@ -189,8 +203,10 @@ def train_population(
                 due[i] = c.agent_steps > config.warmup_steps and c.agent_steps % config.update_every == 0
                 if schedule.eval_every > 0 and before // schedule.eval_every < c.env_steps // schedule.eval_every:
                     evaluations.append(i)
+            if replay is not None:
+                replay.add_step(added, np.array(stepping))
             if any(due):
-                agent.train_round(sample_members(agent, members, due), active=np.array(due))
+                agent.train_round(batch_for(due), active=np.array(due))
                 for m, d in zip(members, due):
                     m.counters.updates += d
             for i in evaluations:

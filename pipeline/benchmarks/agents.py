@@ -169,14 +169,25 @@ def critic_updates_per_s(method: str, population: int, device: str, seconds: flo
     return rounds * getattr(agent.config, "utd", 1) * population / (time.perf_counter() - start)
 
 
-# the paper's grid: 6 methods × 4 tasks × 3 seeds, 1e6 env steps; as if every method updated at UTD 20
-# per env step (rlpd's ratio; sac, iql and the MAQ methods update less), so an upper bound
-PAPER_GRID_CRITIC_UPDATES = 6 * 4 * 3 * 1_000_000 * 20
+PAPER_BUDGET = dict(tasks=4, seeds=3, env_steps=1_000_000, offline_updates=1_000_000, H=9)  # README "Scaling to the paper"
+SPEED_METHODS = ("sac", "rlpd", "iql", "maq_rlpd", "maq_iql", "maq_dsac")
 
 
-def bench_speed(device: str, seconds: float, populations=(1, 3, 12), methods=("rlpd", "maq_rlpd", "iql"),
-                tf32: bool = False) -> dict:
-    """Prints (and returns) critic updates/s: today's eager single agent, then the engine at each P."""
+def paper_critic_updates(method: str) -> float:
+    """Critic updates one member of `method` makes at the paper's budget with its paper config:
+    offline rounds (offline-phase methods), then an update round of `utd` critic steps every
+    `update_every` agent steps after the warm-up (a MAQ agent step is a macro step of H env steps)."""
+    entry = AGENTS[method]
+    cfg = entry.default_config
+    utd = getattr(cfg, "utd", 1)
+    agent_steps = PAPER_BUDGET["env_steps"] / (PAPER_BUDGET["H"] if entry.macro else 1)
+    online = max(0.0, agent_steps - cfg.warmup_steps) / cfg.update_every * utd
+    return online + (PAPER_BUDGET["offline_updates"] * utd if entry.offline_phase else 0.0)
+
+
+def bench_speed(device: str, seconds: float, populations=(1, 3, 12), methods=SPEED_METHODS, tf32: bool = False) -> dict:
+    """Prints (and returns) critic updates/s: today's eager single agent, then the engine at each
+    P; then the paper grid's projected update time at the P=3 rates (a population per task × method)."""
     if device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = tf32
     engine = "CUDA graphs, fused Adam" + (", TF32 matmuls" if tf32 else ", FP32 matmuls") if device == "cuda" else "eager"
@@ -188,12 +199,15 @@ def bench_speed(device: str, seconds: float, populations=(1, 3, 12), methods=("r
         eager = critic_updates_per_s(method, 1, device, seconds, engine=False)
         rates[method] = {"eager": eager, **{p: critic_updates_per_s(method, p, device, seconds) for p in populations}}
         print(f"{method:9s} {eager:10.1f} " + " ".join(f"{rates[method][p]:12.1f} ({rates[method][p] / eager:5.2f}×)" for p in populations))
-    if "rlpd" in rates and 3 in rates["rlpd"]:
-        hours = PAPER_GRID_CRITIC_UPDATES / rates["rlpd"][3] / 3600
-        print(f"projected paper grid on this {device}: {hours:,.1f} h of updates (one population of 3 seeds per task × "
-              f"method at a time, {PAPER_GRID_CRITIC_UPDATES:.2e} critic updates at rlpd's P=3 rate; an upper bound: "
-              f"only rlpd updates 20× per env step; env steps and evaluation not counted)")
-        torch.backends.cuda.matmul.allow_tf32 = False
+    if 3 in populations:
+        b = PAPER_BUDGET
+        hours = {m: b["tasks"] * b["seeds"] * paper_critic_updates(m) / rates[m][3] / 3600 for m in methods}
+        print(f"projected paper grid on this {device} ({b['tasks']} tasks × {b['seeds']} seeds, {b['env_steps']:.0e} env steps, "
+              f"{b['offline_updates']:.0e} offline updates, H={b['H']}; one population of {b['seeds']} seeds per task × method "
+              f"at a time, at the P=3 rates; updates only, env steps and evaluations not counted):")
+        print("  " + ", ".join(f"{m} {paper_critic_updates(m):.2e} upd/member {hours[m]:,.1f} h" for m in methods)
+              + f"; total {sum(hours.values()):,.1f} h" + ("" if set(methods) == set(SPEED_METHODS) else " (these methods only)"))
+    torch.backends.cuda.matmul.allow_tf32 = False
     return rates
 
 
@@ -294,7 +308,7 @@ def bench_macro_step(seconds: float = 5.0) -> None:
 
 
 def bench_learn(method: str, seed: int, max_minutes: float, rlpd_utd: int, budget: int | None,
-                warmup: int | None = None, eval_every: int | None = None) -> None:
+                warmup: int | None = None, eval_every: int | None = None, device: str = "cpu", tf32: bool = False) -> None:
     from pipeline.agents.macro import MacroActionEnv  # mujoco: imported by the benchmarks that step envs
 
     env_id, bar, default_budget, overrides = LEARN[method]
@@ -310,7 +324,10 @@ def bench_learn(method: str, seed: int, max_minutes: float, rlpd_utd: int, budge
     if warmup is not None:
         overrides["warmup_steps"] = warmup
     config = replace(entry.default_config, **overrides)
-    agent = entry(env.observation_space.shape[0], env.action_space, config, device="cpu", seeds=(seed,))
+    agent = entry(env.observation_space.shape[0], env.action_space, config, device=device, seeds=(seed,))
+    if device == "cuda":  # as the finetune stage trains there
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        agent.use_cuda_graphs()
     log = train_one(agent, env, budget * (env.codebook.H if entry.macro else 1), eval_env=eval_env,
                     eval_every=eval_every or (1_000 if method != "dsac" else 2_000), bar=bar, time_limit_s=60 * max_minutes)
     step, best = max(log.evaluations, key=lambda e: e[1]) if log.evaluations else (0, float("nan"))
@@ -318,7 +335,7 @@ def bench_learn(method: str, seed: int, max_minutes: float, rlpd_utd: int, budge
     reached = last >= bar
     print(f"{method:5s} {env_id:12s} bar {bar:7.1f}: {'REACHED' if reached else 'not reached'} — "
           f"last eval {last:8.1f} at step {last_step}, best {best:8.1f} at step {step}, "
-          f"{log.steps} env steps{' (TIME LIMIT)' if log.timed_out else ''}, {log.updates} update rounds, wall {log.wall_s:.0f} s (seed {seed}, budget {budget}, {config.__class__.__name__} "
+          f"{log.steps} env steps{' (TIME LIMIT)' if log.timed_out else ''}, {log.updates} update rounds, wall {log.wall_s:.0f} s (seed {seed}, budget {budget}, {device}{', TF32' if tf32 else ''}, {config.__class__.__name__} "
           f"overrides {overrides})")
     print(f"      eval curve: {[(s, round(r, 1)) for s, r in log.evaluations]}")
 
@@ -404,6 +421,8 @@ def main(argv=None) -> None:
     learn.add_argument("--budget", type=int, default=None, help="env steps (default per method)")
     learn.add_argument("--warmup", type=int, default=None, help="random steps first (default per method)")
     learn.add_argument("--eval-every", type=int, default=None, help="env steps between evaluations")
+    learn.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="cuda: CUDA graphs, on-device replay")
+    learn.add_argument("--tf32", action="store_true", help="cuda: TF32 matmuls")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     if args.what == "speed":
@@ -422,7 +441,8 @@ def main(argv=None) -> None:
         bench_offline(args.seed, args.offline_updates, args.online_steps, args.maq_rlpd_utd, args.max_minutes)
     else:
         for method in args.methods.split(","):
-            bench_learn(method, args.seed, args.max_minutes, args.rlpd_utd, args.budget, args.warmup, args.eval_every)
+            bench_learn(method, args.seed, args.max_minutes, args.rlpd_utd, args.budget, args.warmup, args.eval_every,
+                        args.device, args.tf32)
 
 
 if __name__ == "__main__":
