@@ -2,6 +2,7 @@
 
     python -m pipeline.benchmarks.agents speed                    # (a) update speed of the population engine, CPU (+ CUDA)
     python -m pipeline.benchmarks.agents profile                  # (a') CUDA: where an update round's time goes
+    python -m pipeline.benchmarks.agents compile                  # (a'') CUDA: torch.compile of the round vs the graph
     python -m pipeline.benchmarks.agents learn --methods sac,dsac # (b) sanity: do backends learn?
     python -m pipeline.benchmarks.agents offline                  # (c) offline → online, MAQ over codes
 
@@ -248,6 +249,35 @@ def bench_profile(methods=("rlpd", "maq_rlpd", "iql"), populations=(1, 12), roun
                 print(f"    {e.self_device_time_total / 1e3 / busy_ms:5.1%} {e.count:4d}× {e.key[:100]}")
 
 
+def bench_compile(method: str = "rlpd", population: int = 1, seconds: float = 2.0, mode: str = "reduce-overhead") -> None:
+    """The other tool for the job: `torch.compile(mode=...)` of the eager update round (fused Adam,
+    no captured graph), its compile time and critic updates/s, beside the engine's captured CUDA graph."""
+    graph_rate = critic_updates_per_s(method, population, "cuda", seconds)
+    print(f"{method} P={population}: captured CUDA graph {graph_rate:,.0f} critic updates/s", flush=True)
+    agent, batch = speed_agent(method, population, "cuda", engine=False)
+    for opt in agent.optimizers().values():
+        opt.fused = True  # the capturable optimizer path
+    compiled = torch.compile(agent.update_round, mode=mode)
+    start = time.perf_counter()
+    try:
+        for _ in range(3):
+            compiled(batch)
+        torch.cuda.synchronize()
+    except Exception as error:  # a measurement: report what happened
+        print(f"torch.compile(mode={mode!r}) failed after {time.perf_counter() - start:.0f} s: "
+              f"{type(error).__name__}: {str(error).splitlines()[0][:300]}")
+        return
+    compile_s = time.perf_counter() - start
+    rounds, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        compiled(batch)
+        rounds += 1
+    torch.cuda.synchronize()
+    rate = rounds * getattr(agent.config, "utd", 1) * population / (time.perf_counter() - start)
+    print(f"{method} P={population}: torch.compile(mode={mode!r}) {rate:,.0f} critic updates/s "
+          f"({rate / graph_rate:.2f}× the captured graph), first 3 rounds (compiling) {compile_s:.0f} s")
+
+
 def bench_macro_step(seconds: float = 5.0) -> None:
     """Env steps/s on door, one core, of the raw simulator (`ctrl` + `mj_step` × frame_skip), the
     plain env, and a macro step (H=9, a fixed decoded macro, through MacroActionEnv's runner).
@@ -309,13 +339,13 @@ def bench_macro_step(seconds: float = 5.0) -> None:
 
 def bench_learn(method: str, seed: int, max_minutes: float, rlpd_utd: int, budget: int | None,
                 warmup: int | None = None, eval_every: int | None = None, device: str = "cpu", tf32: bool = False) -> None:
-    from pipeline.agents.macro import MacroActionEnv  # mujoco: imported by the benchmarks that step envs
-
     env_id, bar, default_budget, overrides = LEARN[method]
     budget = budget or default_budget
     env, eval_env = make_small_env(env_id), make_small_env(env_id)
     entry = AGENTS[method]
     if entry.macro:
+        from pipeline.agents.macro import MacroActionEnv  # imports mujoco (pipeline.envs)
+
         codebook = ConstantCodebook(A=env.action_space.shape[0])
         env, eval_env = (MacroActionEnv(e, codebook, gamma=entry.default_config.gamma) for e in (env, eval_env))
     overrides = dict(overrides)
@@ -406,7 +436,11 @@ def main(argv=None) -> None:
     speed.add_argument("--seconds", type=float, default=5.0, help="per method × population size")
     speed.add_argument("--devices", default="cpu,cuda", help="comma list: cpu, cuda (when present)")
     speed.add_argument("--no-macro", action="store_true", help="skip the macro-step vs raw simulator rates")
-    sub.add_parser("profile", help="(a') CUDA: where an update round's time goes")
+    profile_ = sub.add_parser("profile", help="(a') CUDA: where an update round's time goes")
+    profile_.add_argument("--methods", default="rlpd,maq_rlpd,iql")
+    profile_.add_argument("--populations", default="1,12")
+    compile_ = sub.add_parser("compile", help="(a'') CUDA: torch.compile of the round beside the captured graph")
+    compile_.add_argument("--population", type=int, default=1)
     offline = sub.add_parser("offline", help="(c) demos from SAC on Pendulum → iql, maq_iql, maq_rlpd")
     offline.add_argument("--seed", type=int, default=0)
     offline.add_argument("--offline-updates", type=int, default=5_000)
@@ -436,7 +470,9 @@ def main(argv=None) -> None:
         if not args.no_macro:
             bench_macro_step()
     elif args.what == "profile":
-        bench_profile()
+        bench_profile(args.methods.split(","), [int(p) for p in args.populations.split(",")])
+    elif args.what == "compile":
+        bench_compile(population=args.population)
     elif args.what == "offline":
         bench_offline(args.seed, args.offline_updates, args.online_steps, args.maq_rlpd_utd, args.max_minutes)
     else:
