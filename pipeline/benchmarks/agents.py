@@ -6,13 +6,16 @@
     python -m pipeline.benchmarks.agents learn --methods sac,dsac # (b) sanity: do backends learn?
     python -m pipeline.benchmarks.agents offline                  # (c) offline → online, MAQ over codes
 
-(a) times update rounds of `rlpd` and `maq_rlpd` (E=10 critics, batch 256, UTD 20: 20 critic steps
-+ 1 actor step) and `iql` (1 critic step per round), door-sized, for populations of P = 1, 3 and
-12 members in one process, and prints critic updates/s in total, the ratio to P = 1 (a single
-agent, as one process per seed trains), and the projected wall time of the paper's grid
-(6 methods × 4 tasks × 3 seeds, 1e6 env steps at UTD 20, updates only). Then the plain env's
-and a macro step's env-step rates against the raw simulator's (`mj_step` × frame_skip) on door,
-one core, all three on the same episodes.
+(a) times update rounds of all six methods' paper configs (rlpd and maq_rlpd: E=10 critics, batch
+256, UTD 20), door-sized, on a device-resident batch: today's eager single agent (foreach Adam, no
+graph), then the population engine at P = 1, 3 and 12 members in one process (on CUDA: captured
+CUDA graphs and the fused Adam kernel, in FP32 and then TF32 matmuls), and prints critic updates/s
+in total with the ratio to the eager single agent, and the paper grid's projected update time per
+method (its paper budget's critic updates at its P=3 rate; see `paper_critic_updates`). Then the
+plain env's and a macro step's env-step rates against the raw simulator's (`mj_step` ×
+frame_skip) on door, one core, all three on the same episodes.
+(a') `profile` (CUDA): a round's graph replay time against the eager round's, its kernel count,
+GPU busy time and costliest kernels. (a'') `compile` (CUDA): torch.compile of the round beside the graph.
 (b) trains each chosen backend online on a small gymnasium task until its deterministic
 evaluation (10 episodes) reaches the bar, or its step budget runs out, and prints steps and wall
 time: sac / rlpd / iql (online from scratch) on Pendulum-v1 (bar −200), dsac on CartPole-v1
@@ -264,8 +267,9 @@ def bench_compile(method: str = "rlpd", population: int = 1, seconds: float = 2.
             compiled(batch)
         torch.cuda.synchronize()
     except Exception as error:  # a measurement: report what happened
-        print(f"torch.compile(mode={mode!r}) failed after {time.perf_counter() - start:.0f} s: "
-              f"{type(error).__name__}: {str(error).splitlines()[0][:300]}")
+        lines = [line for line in str(error).splitlines() if line.strip()]
+        print(f"torch.compile(mode={mode!r}) failed after {time.perf_counter() - start:.0f} s: {type(error).__name__}: "
+              + " | ".join(lines[:4])[:600])
         return
     compile_s = time.perf_counter() - start
     rounds, start = 0, time.perf_counter()
